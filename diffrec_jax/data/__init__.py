@@ -1,0 +1,58 @@
+"""Interaction data: containers, loaders, preprocessing, splits, sequences, synthetic data."""
+
+from diffrec_jax.data.datasets import Dataset, load_dataset, prepare_split
+from diffrec_jax.data.interactions import InteractionLog, InteractionMatrix
+from diffrec_jax.data.loaders import (
+    DiffRecData,
+    load_csv,
+    load_diffrec,
+    load_diffrec_split,
+    load_item_embeddings,
+    load_movielens,
+    load_recbole_inter,
+    load_sequences,
+)
+from diffrec_jax.data.preprocess import binarize, deduplicate, kcore, to_matrix
+from diffrec_jax.data.sequences import SequenceDataset, SequenceSplit
+from diffrec_jax.data.split import (
+    Split,
+    global_temporal,
+    holdout_sizes,
+    leave_one_out,
+    random_holdout,
+    temporal_holdout,
+)
+from diffrec_jax.data.stats import describe, format_description
+from diffrec_jax.data.synthetic import synthetic_log, synthetic_sequences
+
+__all__ = [
+    "Dataset",
+    "DiffRecData",
+    "InteractionLog",
+    "InteractionMatrix",
+    "SequenceDataset",
+    "SequenceSplit",
+    "Split",
+    "binarize",
+    "deduplicate",
+    "describe",
+    "format_description",
+    "global_temporal",
+    "holdout_sizes",
+    "kcore",
+    "leave_one_out",
+    "load_csv",
+    "load_dataset",
+    "load_diffrec",
+    "load_diffrec_split",
+    "load_item_embeddings",
+    "load_movielens",
+    "load_recbole_inter",
+    "load_sequences",
+    "prepare_split",
+    "random_holdout",
+    "synthetic_log",
+    "synthetic_sequences",
+    "temporal_holdout",
+    "to_matrix",
+]

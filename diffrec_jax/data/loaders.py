@@ -1,0 +1,686 @@
+"""Readers for the interaction file formats the library supports.
+
+Every reader validates everything it reads and raises :class:`~diffrec_jax.errors.DataError`
+naming the file, the line (text files: 1-based, the header counts as line 1) or the row (``.npy``
+files: 0-based array row) and what was expected. Nothing is dropped silently: a malformed line
+is an error, never skipped. Trailing blank lines at the end of a text file are ignored; a blank
+line anywhere else is an error (it has the wrong number of columns).
+
+Text parsing has a vectorised fast path (the whole file is split at once and every column is
+converted with one pass of ``int``/``float``); when it finds anything wrong, a slow line-by-line
+pass locates the first offending line for the error message.
+
+Formats:
+
+- DiffRec release folders (:func:`load_diffrec_split`, :func:`load_diffrec`).
+- ``user item`` sequence files, chronological per user (:func:`load_sequences`).
+- RecBole atomic ``.inter`` files (:func:`load_recbole_inter`).
+- MovieLens ``u.data``, ``ratings.dat`` and ``ratings.csv`` (:func:`load_movielens`).
+- Any delimited file with a header of column names (:func:`load_csv`).
+
+Integer ids are parsed with Python's ``int`` (surrounding whitespace and a leading ``+`` are
+accepted; ``"1.0"`` is not an integer) and must be non-negative and fit in int64. Ratings and
+timestamps are parsed with ``float`` and must be finite.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from diffrec_jax.data.interactions import InteractionLog, InteractionMatrix
+from diffrec_jax.data.sequences import SequenceDataset
+from diffrec_jax.data.split import Split
+from diffrec_jax.errors import ConfigError, DataError
+
+PathLike = str | os.PathLike
+
+# ASCII bytes that `str.split()` treats as whitespace (it also splits on some non-ASCII
+# characters; the fast path detects that through a token count mismatch and falls back).
+_ASCII_WHITESPACE = (9, 10, 11, 12, 13, 28, 29, 30, 31, 32)
+
+
+# -- text tables ----------------------------------------------------------------------------------
+
+
+def _read_text(path: PathLike) -> str:
+    """Reads a UTF-8 text file, with '\\r\\n' normalised to '\\n' and a leading BOM removed."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read file ({e.strerror or e})", path=path) from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"not valid UTF-8 text (byte {e.start}); expected a UTF-8 text file",
+            path=path,
+            line=line,
+        ) from e
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\r\n" in text:
+        text = text.replace("\r\n", "\n")
+    return text
+
+
+def _strip_trailing_blank_lines(text: str) -> str:
+    while text:
+        cut = text.rfind("\n")
+        last = text[cut + 1 :]
+        if last.strip():
+            break
+        if cut < 0:
+            return ""
+        text = text[:cut]
+    return text
+
+
+def _describe_sep(sep: str | None) -> str:
+    names = {None: "whitespace", "\t": "tabs", ",": "commas", ";": "semicolons", " ": "spaces"}
+    return names.get(sep, repr(sep))
+
+
+def _short(line: str, limit: int = 80) -> str:
+    return repr(line if len(line) <= limit else line[:limit] + "...")
+
+
+class _Table(NamedTuple):
+    header: list[str] | None
+    columns: list[list[str]]  # n_cols lists of n_rows tokens
+    first_line: int  # 1-based line number of the first data row
+
+
+def _split_slow(
+    body: str, sep: str | None, n_cols: int, path, first_line: int, what: str
+) -> list[list[str]]:
+    """Line-by-line split; raises on the first line with the wrong number of columns."""
+    rows = []
+    for k, line in enumerate(body.split("\n")):
+        fields = line.split(sep)
+        if len(fields) != n_cols:
+            raise DataError(
+                f"expected {n_cols} columns ({what}) separated by {_describe_sep(sep)}, "
+                f"got {len(fields)}: {_short(line)}",
+                path=path,
+                line=first_line + k,
+            )
+        rows.append(fields)
+    return [list(c) for c in zip(*rows, strict=True)]
+
+
+def _split_fast(body: str, sep: str | None, n_cols: int) -> list[list[str]] | None:
+    """Vectorised split; returns None whenever the slow path is needed (any anomaly)."""
+    if sep is None:
+        tokens = body.split()
+        if len(tokens) % n_cols:
+            return None
+        n_lines = body.count("\n") + 1
+        if len(tokens) != n_lines * n_cols:
+            return None
+        buf = np.frombuffer(body.encode("utf-8"), np.uint8)
+        space = np.isin(buf, _ASCII_WHITESPACE)
+        starts = ~space
+        starts[1:] &= space[:-1]
+        start_pos = np.flatnonzero(starts)
+        nl_pos = np.flatnonzero(buf == 10)
+        bounds = np.concatenate([[0], np.searchsorted(start_pos, nl_pos), [len(start_pos)]])
+        if np.any(np.diff(bounds) != n_cols):
+            return None
+    else:
+        if len(sep) != 1:
+            # Multi-character separators ("::") are replaced by a single character absent
+            # from the text.
+            free = next((c for c in ("\t", "\x1f", "\x00", "|") if c not in body), None)
+            if free is None:
+                return None
+            body, sep = body.replace(sep, free), free
+        if not sep.isascii() or sep == "\n":
+            return None
+        n_lines = body.count("\n") + 1
+        buf = np.frombuffer(body.encode("utf-8"), np.uint8)
+        sep_pos = np.flatnonzero(buf == ord(sep))
+        nl_pos = np.flatnonzero(buf == 10)
+        bounds = np.concatenate([[0], np.searchsorted(sep_pos, nl_pos), [len(sep_pos)]])
+        if np.any(np.diff(bounds) != n_cols - 1):
+            return None
+        tokens = body.replace(sep, "\n").split("\n")
+        if len(tokens) != n_lines * n_cols:
+            return None
+    return [tokens[j::n_cols] for j in range(n_cols)]
+
+
+def _read_table(
+    path: PathLike, *, sep: str | None, n_cols: int | None, header: bool, what: str
+) -> _Table:
+    """Reads a delimited text table.
+
+    Args:
+      path: the file.
+      sep: the column separator, or None for runs of whitespace.
+      n_cols: expected number of columns; None to take it from the header.
+      header: whether the first line is a header (it counts as line 1).
+      what: a description of the expected columns, for error messages.
+    """
+    text = _strip_trailing_blank_lines(_read_text(path))
+    if not text.strip():
+        raise DataError("file is empty; expected " + what, path=path)
+    head = None
+    first_line = 1
+    if header:
+        cut = text.find("\n")
+        head_line, text = (text, "") if cut < 0 else (text[:cut], text[cut + 1 :])
+        head = [h.strip() for h in head_line.split(sep)]
+        first_line = 2
+        if not text.strip():
+            raise DataError(
+                "file has a header but no data rows; expected " + what, path=path, line=1
+            )
+        if n_cols is None:
+            n_cols = len(head)
+        elif len(head) != n_cols:
+            raise DataError(
+                f"header has {len(head)} columns, expected {n_cols} ({what}) "
+                f"separated by {_describe_sep(sep)}: {_short(head_line)}",
+                path=path,
+                line=1,
+            )
+    assert n_cols is not None
+    columns = _split_fast(text, sep, n_cols)
+    if columns is None:
+        columns = _split_slow(text, sep, n_cols, path, first_line, what)
+    return _Table(head, columns, first_line)
+
+
+def _parse_ids(tokens: list[str], field: str, path, first_line: int) -> np.ndarray:
+    """Parses a column of non-negative integer ids to [n] int64."""
+    try:
+        ids = np.fromiter(map(int, tokens), np.int64, len(tokens))
+    except (ValueError, OverflowError):
+        for k, tok in enumerate(tokens):
+            try:
+                value = int(tok)
+            except ValueError:
+                raise DataError(
+                    f"{field} {tok!r} is not an integer; expected a non-negative integer id",
+                    path=path,
+                    line=first_line + k,
+                ) from None
+            if not -(2**63) <= value < 2**63:
+                raise DataError(
+                    f"{field} {tok!r} does not fit in int64", path=path, line=first_line + k
+                ) from None
+        raise AssertionError("unreachable") from None  # pragma: no cover
+    bad = np.flatnonzero(ids < 0)
+    if bad.size:
+        raise DataError(
+            f"{field} {ids[bad[0]]} is negative; expected a non-negative integer id",
+            path=path,
+            line=first_line + int(bad[0]),
+        )
+    return ids
+
+
+def _parse_floats(tokens: list[str], field: str, path, first_line: int) -> np.ndarray:
+    """Parses a column of finite numbers to [n] float64."""
+    try:
+        values = np.fromiter(map(float, tokens), np.float64, len(tokens))
+    except ValueError:
+        for k, tok in enumerate(tokens):
+            try:
+                float(tok)
+            except ValueError:
+                raise DataError(
+                    f"{field} {tok!r} is not a number", path=path, line=first_line + k
+                ) from None
+        raise AssertionError("unreachable") from None  # pragma: no cover
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise DataError(
+            f"{field} {tokens[bad[0]].strip()!r} is not finite; expected a finite number",
+            path=path,
+            line=first_line + int(bad[0]),
+        )
+    return values
+
+
+def _n_distinct(a: np.ndarray) -> int:
+    s = np.sort(a)
+    return int(len(s) > 0) + int(np.count_nonzero(s[1:] != s[:-1]))
+
+
+def _log_from_columns(
+    path,
+    table: _Table,
+    user: int,
+    item: int,
+    rating: int | None,
+    timestamp: int | None,
+    names: tuple[str, str, str, str],
+    fmt: str,
+) -> InteractionLog:
+    cols, first = table.columns, table.first_line
+    users = _parse_ids(cols[user], names[0], path, first)
+    items = _parse_ids(cols[item], names[1], path, first)
+    ratings = None if rating is None else _parse_floats(cols[rating], names[2], path, first)
+    times = None if timestamp is None else _parse_floats(cols[timestamp], names[3], path, first)
+    source = str(path)
+    step = (
+        f"loaded {len(users)} rows ({_n_distinct(users)} users, {_n_distinct(items)} items) "
+        f"from {fmt} file {source}"
+    )
+    return InteractionLog(users, items, ratings, times, source, (step,))
+
+
+# -- sequences ------------------------------------------------------------------------------------
+
+
+def load_sequences(path: PathLike) -> SequenceDataset:
+    """Reads a ``user item`` sequence file (ADRec / DiffuRec releases).
+
+    One interaction per line, two whitespace-separated non-negative integer ids (1-based or
+    any), no header. A user's lines are in chronological order; users may be interleaved, and
+    each user's sequence keeps the order in which its lines appear. Raw ids are remapped to
+    contiguous indices in sorted raw-id order (`user_ids` / `item_ids` keep the raw ids).
+
+    Returns:
+      A :class:`SequenceDataset` without timestamps.
+    """
+    table = _read_table(path, sep=None, n_cols=2, header=False, what="user item")
+    users = _parse_ids(table.columns[0], "user id", path, table.first_line)
+    items = _parse_ids(table.columns[1], "item id", path, table.first_line)
+    log = InteractionLog(
+        users,
+        items,
+        source=str(path),
+        history=(f"loaded {len(users)} lines from sequence file {path}",),
+    )
+    return SequenceDataset.from_log(log)
+
+
+# -- RecBole ---------------------------------------------------------------------------------------
+
+_RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
+
+
+def load_recbole_inter(path: PathLike) -> InteractionLog:
+    """Reads a RecBole atomic ``.inter`` file.
+
+    Tab separated, with a typed header ``name:type`` per column, e.g.
+    ``user_id:token  item_id:token  rating:float  timestamp:float``. Types must be one of
+    token, token_seq, float, float_seq. The ``user_id`` and ``item_id`` columns are required and
+    their values must be non-negative integers; ``rating`` and ``timestamp`` are optional and
+    must be finite numbers. Other columns are ignored (the history says which).
+    """
+    table = _read_table(
+        path, sep="\t", n_cols=None, header=True, what="RecBole columns from the header"
+    )
+    fields: dict[str, int] = {}
+    for k, spec in enumerate(table.header or []):
+        name, colon, kind = spec.partition(":")
+        if not colon or not name:
+            raise DataError(f"header column {k + 1} {spec!r} is not 'name:type'", path=path, line=1)
+        if kind not in _RECBOLE_TYPES:
+            raise DataError(
+                f"header column {spec!r} has unknown type {kind!r}; expected one "
+                f"of {', '.join(_RECBOLE_TYPES)}",
+                path=path,
+                line=1,
+            )
+        if name in fields:
+            raise DataError(f"header names column {name!r} twice", path=path, line=1)
+        fields[name] = k
+    for required in ("user_id", "item_id"):
+        if required not in fields:
+            raise DataError(
+                f"header has no {required!r} column; found {', '.join(table.header or [])}",
+                path=path,
+                line=1,
+            )
+    log = _log_from_columns(
+        path,
+        table,
+        fields["user_id"],
+        fields["item_id"],
+        fields.get("rating"),
+        fields.get("timestamp"),
+        ("user_id", "item_id", "rating", "timestamp"),
+        "RecBole .inter",
+    )
+    ignored = [n for n in fields if n not in ("user_id", "item_id", "rating", "timestamp")]
+    if ignored:
+        log = InteractionLog(
+            log.users,
+            log.items,
+            log.ratings,
+            log.timestamps,
+            log.source,
+            log.history + (f"ignored columns: {', '.join(ignored)}",),
+        )
+    return log
+
+
+# -- delimited files with named columns ------------------------------------------------------------
+
+
+def load_csv(
+    path: PathLike,
+    *,
+    user_col: str,
+    item_col: str,
+    rating_col: str | None = None,
+    timestamp_col: str | None = None,
+    sep: str = ",",
+) -> InteractionLog:
+    """Reads a delimited file whose first line names the columns.
+
+    Fields are split on `sep` literally (no quoting: a field containing the separator shows up
+    as a wrong column count). Header names are compared after stripping surrounding whitespace.
+    Columns other than the named ones are ignored.
+
+    Args:
+      path: the file.
+      user_col, item_col: header names of the integer user and item id columns.
+      rating_col, timestamp_col: header names of the optional numeric columns.
+      sep: the column separator (any string; "\\t" for tab-separated files).
+    """
+    if not sep:
+        raise ConfigError("sep must be a non-empty string")
+    wanted = {
+        "user_col": user_col,
+        "item_col": item_col,
+        "rating_col": rating_col,
+        "timestamp_col": timestamp_col,
+    }
+    table = _read_table(path, sep=sep, n_cols=None, header=True, what="columns named in the header")
+    header = table.header or []
+    index = {}
+    for key, name in wanted.items():
+        if name is None:
+            continue
+        if name not in header:
+            raise DataError(
+                f"no column named {name!r} ({key}); the header has "
+                f"{', '.join(repr(h) for h in header)}",
+                path=path,
+                line=1,
+            )
+        index[key] = header.index(name)
+    return _log_from_columns(
+        path,
+        table,
+        index["user_col"],
+        index["item_col"],
+        index.get("rating_col"),
+        index.get("timestamp_col"),
+        (user_col, item_col, str(rating_col), str(timestamp_col)),
+        "delimited",
+    )
+
+
+# -- MovieLens ------------------------------------------------------------------------------------
+
+_MOVIELENS_FORMATS = {
+    "u.data": "u.data (ML-100K: tab separated user item rating timestamp, no header)",
+    "ratings.dat": "ratings.dat (ML-1M/10M: user::item::rating::timestamp, no header)",
+    "ratings.csv": "ratings.csv (ML-20M/25M: header userId,movieId,rating,timestamp)",
+}
+_MOVIELENS_ALIASES = {
+    "100k": "u.data",
+    "1m": "ratings.dat",
+    "10m": "ratings.dat",
+    "20m": "ratings.csv",
+    "25m": "ratings.csv",
+    "32m": "ratings.csv",
+}
+
+
+def load_movielens(path: PathLike, *, format: str | None = None) -> InteractionLog:
+    """Reads a MovieLens ratings file.
+
+    Args:
+      path: the ratings file.
+      format: "u.data", "ratings.dat" or "ratings.csv" (or a size alias: "100k", "1m", "10m",
+        "20m", "25m", "32m"); by default inferred from the file name (``*.data``, ``*.dat``,
+        ``*.csv``).
+
+    Returns:
+      An :class:`InteractionLog` with ratings and timestamps.
+    """
+    name = Path(path).name
+    if format is None:
+        for suffix, fmt in ((".data", "u.data"), (".dat", "ratings.dat"), (".csv", "ratings.csv")):
+            if name.endswith(suffix):
+                format = fmt
+                break
+        else:
+            raise ConfigError(
+                f"cannot infer the MovieLens format from file name {name!r}; "
+                f"pass format= one of {', '.join(_MOVIELENS_FORMATS)}"
+            )
+    fmt = _MOVIELENS_ALIASES.get(format.lower(), format)
+    if fmt not in _MOVIELENS_FORMATS:
+        raise ConfigError(
+            f"format={format!r} is not a MovieLens format; expected one of "
+            f"{', '.join(_MOVIELENS_FORMATS)} or {', '.join(_MOVIELENS_ALIASES)}"
+        )
+    names = ("user id", "item id", "rating", "timestamp")
+    if fmt == "ratings.csv":
+        table = _read_table(
+            path, sep=",", n_cols=4, header=True, what="userId,movieId,rating,timestamp"
+        )
+        expected = ["userId", "movieId", "rating", "timestamp"]
+        if table.header != expected:
+            raise DataError(
+                f"header is {','.join(table.header or [])!r}, expected {','.join(expected)!r}",
+                path=path,
+                line=1,
+            )
+    else:
+        sep = "\t" if fmt == "u.data" else "::"
+        table = _read_table(
+            path, sep=sep, n_cols=4, header=False, what="user item rating timestamp"
+        )
+    return _log_from_columns(path, table, 0, 1, 2, 3, names, f"MovieLens {fmt}")
+
+
+# -- DiffRec release ----------------------------------------------------------------------------
+
+
+class DiffRecData(NamedTuple):
+    """A DiffRec release folder.
+
+    Attributes:
+      split: the train / valid / test :class:`Split`.
+      item_emb: [n_items, d] float32 item embeddings from ``item_emb.npy`` (the L-DiffRec
+        clustering input), or None when the folder has none.
+    """
+
+    split: Split
+    item_emb: np.ndarray | None
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        a = np.load(path, allow_pickle=False)
+    except FileNotFoundError as e:
+        raise DataError("file not found", path=path) from e
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(
+            f"not a readable .npy array ({e}); expected a numeric .npy file "
+            "(object arrays and pickled data are refused)",
+            path=path,
+        ) from e
+    if not isinstance(a, np.ndarray):
+        raise DataError(f"expected a single .npy array, got {type(a).__name__}", path=path)
+    return a
+
+
+def _load_pairs(path: Path) -> np.ndarray:
+    """Loads an (n, 2) non-negative integer array of (user, item) rows."""
+    a = _load_npy(path)
+    if a.dtype.kind not in "iu":
+        raise DataError(
+            f"dtype {a.dtype}, expected an integer array of (user, item) rows", path=path
+        )
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise DataError(f"shape {a.shape}, expected (n, 2) rows of (user, item)", path=path)
+    if a.shape[0] == 0:
+        raise DataError("no rows; expected (n, 2) rows of (user, item) with n > 0", path=path)
+    if a.dtype.kind == "u" and a.max() >= 2**63:
+        row = int(np.flatnonzero((a >= 2**63).any(axis=1))[0])
+        raise DataError(f"id {a[row].max()} does not fit in int64", path=path, row=row)
+    a = a.astype(np.int64)
+    bad = np.flatnonzero((a < 0).any(axis=1))
+    if bad.size:
+        raise DataError(
+            f"row {a[bad[0]].tolist()} has a negative id; expected 0-based ids",
+            path=path,
+            row=int(bad[0]),
+        )
+    return a
+
+
+def _first_duplicate(keys: np.ndarray) -> tuple[int, int] | None:
+    """(row of the first repeated key in row order, row of its first occurrence) or None."""
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    dup = np.flatnonzero(sk[1:] == sk[:-1])
+    if not dup.size:
+        return None
+    # Among all repeats (later occurrences), the one with the smallest row.
+    later = order[dup + 1]
+    k = int(np.argmin(later))
+    group_start = np.searchsorted(sk, sk[dup[k] + 1], side="left")
+    return int(later[k]), int(order[group_start])
+
+
+def _pair_keys(a: np.ndarray, n_items: int) -> np.ndarray:
+    return a[:, 0] * np.int64(n_items) + a[:, 1]
+
+
+def load_diffrec_split(folder: PathLike, *, row_order_as_time: bool = True) -> Split:
+    """Reads the train / valid / test split of a DiffRec release folder.
+
+    The folder holds ``train_list.npy``, ``valid_list.npy`` and ``test_list.npy``: integer
+    arrays of shape (n, 2), rows (user, item), 0-based. The shape is (max train user + 1,
+    max train item + 1), as in the original code. Checked: integer dtype and (n, 2) shape,
+    no pickled data, non-empty, non-negative ids, no repeated row within a file, valid/test
+    ids inside the train index space, every valid/test user has train interactions, and no
+    (user, item) pair in two files. Errors name the file and the 0-based row.
+
+    The release keeps every user's train rows in chronological order (T-DiffRec weights a
+    user's train interactions by their position in ``train_list.npy``). With
+    `row_order_as_time` (default), the train matrix's `timestamps` are the row indices of the
+    pairs in ``train_list.npy``: an event order, not a time, but sorting a user's train entries
+    by it recovers the file order. Valid and test carry no timestamps.
+
+    Returns:
+      A :class:`Split` of implicit (value 1) matrices named after the folder. See
+      :func:`load_diffrec` for the item embeddings.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(
+            "not a directory; expected a DiffRec release folder with "
+            "train_list.npy, valid_list.npy, test_list.npy",
+            path=folder,
+        )
+    parts = {p: _load_pairs(folder / f"{p}_list.npy") for p in ("train", "valid", "test")}
+    train = parts["train"]
+    n_users, n_items = int(train[:, 0].max()) + 1, int(train[:, 1].max()) + 1
+    has_train = np.zeros(n_users, bool)
+    has_train[train[:, 0]] = True
+    seen: dict[str, np.ndarray] = {}
+    for part, a in parts.items():
+        path = folder / f"{part}_list.npy"
+        if part != "train":
+            for axis, name, n in ((0, "user", n_users), (1, "item", n_items)):
+                bad = np.flatnonzero(a[:, axis] >= n)
+                if bad.size:
+                    raise DataError(
+                        f"{name} {a[bad[0], axis]} is outside the train index space (train "
+                        f"has {n} {name}s, ids 0..{n - 1})",
+                        path=path,
+                        row=int(bad[0]),
+                    )
+            bad = np.flatnonzero(~has_train[a[:, 0]])
+            if bad.size:
+                raise DataError(
+                    f"user {a[bad[0], 0]} has no train interaction; expected every "
+                    f"{part} user to appear in train_list.npy",
+                    path=path,
+                    row=int(bad[0]),
+                )
+        keys = _pair_keys(a, n_items)
+        dup = _first_duplicate(keys)
+        if dup is not None:
+            raise DataError(
+                f"row {a[dup[0]].tolist()} repeats row {dup[1]}; expected each "
+                "(user, item) pair once",
+                path=path,
+                row=dup[0],
+            )
+        for other, other_keys in seen.items():
+            clash = np.flatnonzero(np.isin(keys, other_keys))
+            if clash.size:
+                raise DataError(
+                    f"pair {a[clash[0]].tolist()} is also in {other}_list.npy; "
+                    "expected train, valid and test to be disjoint",
+                    path=path,
+                    row=int(clash[0]),
+                )
+        seen[part] = keys
+    shape = (n_users, n_items)
+    order = np.arange(len(train), dtype=np.float64) if row_order_as_time else None
+    mats = {
+        p: InteractionMatrix.from_arrays(
+            a[:, 0],
+            a[:, 1],
+            shape=shape,
+            timestamps=order if p == "train" else None,
+            source=str(folder / f"{p}_list.npy"),
+        )
+        for p, a in parts.items()
+    }
+    step = (
+        f"loaded DiffRec split from {folder}: {n_users} users x {n_items} items, train "
+        f"{len(train)} / valid {len(parts['valid'])} / test {len(parts['test'])} rows"
+        + ("; train timestamps = row order in train_list.npy" if row_order_as_time else "")
+    )
+    return Split(mats["train"], mats["valid"], mats["test"], name=folder.name, history=(step,))
+
+
+def load_item_embeddings(path: PathLike, n_items: int | None = None) -> np.ndarray:
+    """Reads an [n_items, d] float item embedding ``.npy`` (e.g. DiffRec's ``item_emb.npy``).
+
+    Returns:
+      [n_items, d] float32. Checked: floating dtype, 2-D, finite, and n_items rows if given.
+    """
+    path = Path(path)
+    a = _load_npy(path)
+    if a.dtype.kind != "f":
+        raise DataError(f"dtype {a.dtype}, expected a float array", path=path)
+    if a.ndim != 2:
+        raise DataError(f"shape {a.shape}, expected (n_items, d)", path=path)
+    if n_items is not None and a.shape[0] != n_items:
+        raise DataError(f"shape {a.shape}, expected {n_items} rows (one per item)", path=path)
+    bad = np.flatnonzero(~np.isfinite(a).all(axis=1))
+    if bad.size:
+        raise DataError(
+            "row has non-finite values; expected finite embeddings", path=path, row=int(bad[0])
+        )
+    return a.astype(np.float32)
+
+
+def load_diffrec(folder: PathLike, *, row_order_as_time: bool = True) -> DiffRecData:
+    """Reads a DiffRec release folder: the split (see :func:`load_diffrec_split`) and, when
+    present, ``item_emb.npy``."""
+    split = load_diffrec_split(folder, row_order_as_time=row_order_as_time)
+    emb_path = Path(folder) / "item_emb.npy"
+    item_emb = load_item_embeddings(emb_path, split.n_items) if emb_path.exists() else None
+    return DiffRecData(split, item_emb)

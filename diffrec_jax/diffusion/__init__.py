@@ -1,0 +1,54 @@
+"""Diffusion core: noise schedules and Gaussian diffusion as pure functions.
+
+- :mod:`diffrec_jax.diffusion.schedules`: beta schedules (DiffRec's and DiffuRec's).
+- :mod:`diffrec_jax.diffusion.gaussian`: the precomputed arrays, forward noising, posterior,
+  training loss, loss-aware timestep sampling and the reverse process.
+"""
+
+from __future__ import annotations
+
+from diffrec_jax.diffusion import schedules
+from diffrec_jax.diffusion.gaussian import (
+    GaussianDiffusion,
+    LossHistory,
+    MeanVariance,
+    history_full,
+    importance_probs,
+    init_history,
+    loss_weight,
+    make_diffusion,
+    p_mean_variance,
+    p_sample,
+    per_example_loss,
+    predict_x0_from_eps,
+    q_posterior_mean_variance,
+    q_sample,
+    reverse_timesteps,
+    sample_timesteps,
+    snr,
+    update_history,
+)
+from diffrec_jax.diffusion.schedules import get_schedule
+
+__all__ = [
+    "GaussianDiffusion",
+    "LossHistory",
+    "MeanVariance",
+    "get_schedule",
+    "history_full",
+    "importance_probs",
+    "init_history",
+    "loss_weight",
+    "make_diffusion",
+    "p_mean_variance",
+    "p_sample",
+    "per_example_loss",
+    "predict_x0_from_eps",
+    "q_posterior_mean_variance",
+    "q_sample",
+    "reverse_timesteps",
+    "sample_timesteps",
+    "schedules",
+    "snr",
+    "update_history",
+]

@@ -1,0 +1,366 @@
+"""One experiment: load a dataset, fit models (with a validation grid), evaluate, write results.
+
+This is the library side of ``experiments/run.py``; a notebook or a test calls :func:`run`
+directly with a :class:`RunConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from diffrec_jax import models as model_zoo
+from diffrec_jax.data.datasets import load_dataset
+from diffrec_jax.errors import ConfigError
+from diffrec_jax.evaluation import Evaluator
+from diffrec_jax.models.base import FitData
+from diffrec_jax.results import ensure_writable_dir, environment, write_json_atomic
+from diffrec_jax.train import train
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run (recorded verbatim in the results file).
+
+    Attributes:
+      models: registry names of the models to run.
+      dataset: a dataset spec for :func:`diffrec_jax.data.datasets.load_dataset`.
+      dataset_options: keyword options of the dataset pipeline (threshold, k-core, split...).
+      seeds: model seeds; every model is fit and evaluated once per seed, and the results
+        file reports each run and the mean and standard deviation over seeds.
+      data_seed: seeds the synthetic generators and random splits (fixed across model seeds).
+      hparams: ``{model: {name: [values...]}}``; several values form a grid that is searched
+        on validation with `select_metric`; test is evaluated once, for the selected values.
+      ks: cutoffs of the metrics.
+      convention: metric convention (see :mod:`diffrec_jax.metrics`).
+      select_metric: validation metric used to pick grid values.
+      output_dir: where the results file is written.
+    """
+
+    models: tuple[str, ...] = ("toppop", "ease")
+    dataset: str = "synthetic"
+    dataset_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+    data_seed: int = 0
+    hparams: Mapping[str, Mapping[str, Sequence[Any]]] = dataclasses.field(default_factory=dict)
+    ks: tuple[int, ...] = (10, 20)
+    convention: str = "recbole"
+    select_metric: str = "Recall@20"
+    output_dir: str = "results"
+
+
+# -- hyperparameter flags -------------------------------------------------------------------------
+
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Splits on commas that are not inside brackets: "1,[2,3]" -> ["1", "[2,3]"]."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "[("
+        depth -= ch in "])"
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return [p.strip() for p in parts]
+
+
+def parse_value(text: str, default: Any, where: str) -> Any:
+    """Parses one flag value to the type of `default` (bool is strict: true/false/1/0/yes/no)."""
+    try:
+        if isinstance(default, bool):
+            low = text.lower()
+            if low not in _TRUE | _FALSE:
+                raise ValueError("expected true/false")
+            return low in _TRUE
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, (tuple, list)):
+            value = json.loads(text.replace("(", "[").replace(")", "]"))
+            if not isinstance(value, list):
+                raise ValueError("expected a list such as [200,600]")
+            return tuple(value)
+        return text
+    except ValueError as e:
+        raise ConfigError(
+            f"{where}: cannot read {text!r} as {type(default).__name__} ({e})"
+        ) from None
+
+
+def parse_hparams(flags: Sequence[str], models: Sequence[str]) -> dict[str, dict[str, list]]:
+    """Parses ``--hp`` flags into per-model value grids.
+
+    Each flag is ``name=v1,v2,...`` (applies to every listed model that has `name`) or
+    ``model.name=v1,...``. List-valued hyperparameters use brackets: ``dims=[200,600]``.
+
+    Raises:
+      ConfigError: malformed flag, unknown model or hyperparameter, unparsable value.
+    """
+    out: dict[str, dict[str, list]] = {m: {} for m in models}
+    for flag in flags:
+        m = re.fullmatch(r"\s*(?:([\w-]+)\.)?(\w+)\s*=(.*)", flag)
+        if not m or not m.group(3).strip():
+            raise ConfigError(
+                f"--hp={flag!r}: expected name=value[,value...] or model.name=value[,value...]"
+            )
+        target, name, text = m.groups()
+        if target is not None and target not in models:
+            raise ConfigError(f"--hp={flag!r}: model {target!r} is not in --model={list(models)}")
+        targets = (
+            [target] if target else [mod for mod in models if name in model_zoo.get(mod).defaults]
+        )
+        if not targets:
+            raise ConfigError(
+                f"--hp={flag!r}: no model in {list(models)} has a hyperparameter {name!r}"
+            )
+        for mod in targets:
+            defaults = model_zoo.get(mod).defaults
+            if name not in defaults:
+                raise ConfigError(
+                    f"--hp={flag!r}: model {mod!r} has no hyperparameter {name!r}; "
+                    f"expected one of {sorted(defaults)}"
+                )
+            out[mod][name] = [
+                parse_value(v, defaults[name], f"--hp={flag!r}") for v in _split_top_level(text)
+            ]
+    return out
+
+
+def grid(values: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Cartesian product of hyperparameter values, in a stable order."""
+    names = sorted(values)
+    return [
+        dict(zip(names, combo, strict=True))
+        for combo in itertools.product(*(values[n] for n in names))
+    ]
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Path]:
+    """Runs the experiment and writes its results file atomically.
+
+    For every seed and model: every grid point is fit on train (gradient-trained models with
+    early stopping on valid) and evaluated on valid; the point with the best `select_metric` is
+    evaluated on test (valid and test in one pass over the users). Test never influences a
+    choice.
+
+    Args:
+      config: the run.
+      progress: called with one line of text per finished fit (``print`` by default).
+
+    Returns:
+      (results dict, path of the results file).
+    """
+    for name in config.models:
+        model_zoo.get(name)  # fail fast on unknown names
+    if not config.seeds:
+        raise ConfigError("--seeds is empty; expected at least one seed")
+    if config.select_metric not in _metric_names(config.ks):
+        raise ConfigError(
+            f"--select_metric={config.select_metric!r}; expected one of {_metric_names(config.ks)}"
+        )
+    out_dir = ensure_writable_dir(config.output_dir)
+    hp = {m: dict(config.hparams.get(m, {})) for m in config.models}
+
+    t0 = time.perf_counter()
+    dataset = load_dataset(config.dataset, seed=config.data_seed, **dict(config.dataset_options))
+    split = dataset.split
+    load_time = time.perf_counter() - t0
+    evaluator = Evaluator(split, ks=config.ks, convention=config.convention)
+    fit_data = FitData(split.train, split.valid)
+
+    runs = []
+    for seed in config.seeds:
+        root_key = jax.random.key(seed)
+        for model_index, name in enumerate(config.models):
+            spec = model_zoo.get(name)
+            trials, best = [], None
+            for trial_index, values in enumerate(grid(hp[name])):
+                model = spec.build(**values)
+                key = jax.random.fold_in(jax.random.fold_in(root_key, model_index), trial_index)
+                params, fit_time, training = _fit(model, fit_data, key)
+                t_eval = time.perf_counter()
+                valid = evaluator.evaluate(model.score, params, parts=("valid",))["valid"]
+                trial = {
+                    "hparams": dict(model.hparams),
+                    "valid": valid.summary,
+                    "fit_seconds": fit_time,
+                    "valid_eval_seconds": time.perf_counter() - t_eval,
+                    "training": training,
+                }
+                trials.append(trial)
+                progress(
+                    f"seed {seed} {name} {_format_hparams(model.hparams)}: valid "
+                    f"{config.select_metric} {valid.summary[config.select_metric]:.4f} "
+                    f"(fit {fit_time:.1f}s)"
+                )
+                if (
+                    best is None
+                    or valid.summary[config.select_metric] > best[0]["valid"][config.select_metric]
+                ):
+                    best = (trial, model, params)
+            trial, model, params = best
+            t_eval = time.perf_counter()
+            final = evaluator.evaluate(model.score, params, parts=("valid", "test"))
+            runs.append(
+                {
+                    "model": name,
+                    "seed": seed,
+                    "hparams": dict(model.hparams),
+                    "valid": final["valid"].summary,
+                    "test": final["test"].summary,
+                    "fit_seconds": trial["fit_seconds"],
+                    "eval_seconds": time.perf_counter() - t_eval,
+                    "training": trial["training"],
+                    "grid": trials,
+                }
+            )
+            del params, best
+
+    results = {
+        "config": dataclasses.asdict(config),
+        "dataset": {
+            "name": split.name,
+            "spec": config.dataset,
+            "stats": dataset.stats,
+            "history": list(split.history),
+            "load_seconds": load_time,
+        },
+        "evaluation": {
+            "ks": list(config.ks),
+            "convention": config.convention,
+            "protocol": "valid: train rows in, train masked; test: train rows in, "
+            "train+valid masked; full ranking",
+            "select_metric": config.select_metric,
+        },
+        "runs": runs,
+        "summary": summarize(runs),
+        "environment": environment(),
+    }
+    models_tag = "+".join(config.models)
+    seeds_tag = "-".join(map(str, config.seeds))
+    safe_name = re.sub(r"[^\w.-]+", "_", split.name)
+    path = write_json_atomic(out_dir / f"{safe_name}__{models_tag}__seed{seeds_tag}.json", results)
+    return results, path
+
+
+def _fit(model, fit_data: FitData, key: jax.Array) -> tuple[Any, float, dict | None]:
+    """Fits `model`; returns (params, seconds, training record or None for closed form)."""
+    t_fit = time.perf_counter()
+    if model.trainable is None:
+        params = jax.block_until_ready(model.fit(fit_data, key))
+        return params, time.perf_counter() - t_fit, None
+    result = train(model.trainable, fit_data, model.train_config, key=key)
+    params = jax.block_until_ready(result.params)
+    seconds = time.perf_counter() - t_fit
+    training = {
+        "best_epoch": result.best_epoch,
+        "epochs": len(result.history),
+        "stopped_early": result.stopped_early,
+        "best_valid": result.best_metrics,
+        "seconds_per_epoch": float(np.mean([r.seconds for r in result.history]))
+        if result.history
+        else None,
+        "history": [
+            {"epoch": r.epoch, "loss": r.loss, "seconds": r.seconds, "valid": r.metrics}
+            for r in result.history
+        ],
+    }
+    return params, seconds, training
+
+
+def summarize(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and standard deviation (ddof=1; 0 for one seed) over seeds, per model and metric."""
+    out = []
+    for name in dict.fromkeys(r["model"] for r in runs):
+        mine = [r for r in runs if r["model"] == name]
+        entry = {"model": name, "seeds": [r["seed"] for r in mine]}
+        for part in ("valid", "test"):
+            entry[part] = {}
+            for metric in mine[0][part]:
+                values = np.array([r[part][metric] for r in mine], np.float64)
+                std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+                entry[part][metric] = {"mean": float(values.mean()), "std": std}
+        entry["fit_seconds"] = float(np.mean([r["fit_seconds"] for r in mine]))
+        entry["eval_seconds"] = float(np.mean([r["eval_seconds"] for r in mine]))
+        best_epochs = [r["training"]["best_epoch"] for r in mine if r["training"]]
+        if best_epochs:
+            entry["best_epochs"] = best_epochs
+        out.append(entry)
+    return out
+
+
+def _format_hparams(hparams: Mapping[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in hparams.items()) or "-"
+
+
+def _metric_names(ks: Sequence[int]) -> list[str]:
+    return [
+        f"{m}@{k}" for m in ("Recall", "Precision", "NDCG", "HitRate", "MRR", "MAP") for k in ks
+    ]
+
+
+def format_table(results: Mapping[str, Any], ks: Sequence[int] = (10, 20)) -> str:
+    """A plain-text table of the test metrics of every model (mean +- std over seeds)."""
+    cols = [f"{m}@{k}" for m in ("Recall", "NDCG") for k in ks]
+    sel = results["evaluation"]["select_metric"]
+    header = ["model", "seeds", f"valid {sel}", *(f"test {c}" for c in cols), "fit s", "eval s"]
+    rows = []
+    for e in results["summary"]:
+
+        def cell(part, metric, e=e):
+            m = e[part][metric]
+            return f"{m['mean']:.4f}" + (f" ± {m['std']:.4f}" if len(e["seeds"]) > 1 else "")
+
+        rows.append(
+            [
+                e["model"],
+                str(len(e["seeds"])),
+                cell("valid", sel),
+                *(cell("test", c) for c in cols),
+                f"{e['fit_seconds']:.2f}",
+                f"{e['eval_seconds']:.2f}",
+            ]
+        )
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True))
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Loads ``get_config() -> RunConfig`` from a Python file (configs as code).
+
+    Raises:
+      ConfigError: the file is missing or does not define get_config returning a RunConfig.
+    """
+    import importlib.util
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"--config={str(path)!r}: no such file; expected a Python file defining get_config()"
+        )
+    spec = importlib.util.spec_from_file_location(f"diffrec_jax_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = getattr(module, "get_config", lambda: None)()
+    if not isinstance(config, RunConfig):
+        raise ConfigError(f"--config={str(path)!r}: get_config() must return a RunConfig")
+    return config

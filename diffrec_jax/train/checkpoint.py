@@ -1,0 +1,67 @@
+"""Orbax checkpoints of the full training state.
+
+A checkpoint is one orbax step directory named by the number of completed epochs, holding two
+items:
+
+- "arrays": a pytree of arrays saved with ``StandardSave`` (parameters, optimiser state, model
+  state, step counter, the typed base key, the best parameters so far);
+- "meta": a JSON document (epoch, early-stopping state, history, the config fields that must
+  match on resume).
+
+Saves are atomic: orbax writes into ``<epoch>.orbax-checkpoint-tmp`` and renames the directory
+when every file is written, so a crash mid-save leaves the previous checkpoints intact and the
+partial one invisible. Saves run asynchronously (device-to-host copies happen before `save`
+returns, so the caller may donate the arrays afterwards); :meth:`Checkpointer.close` waits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+    """Saves and restores (arrays pytree, JSON metadata) pairs, keeping the latest `keep`."""
+
+    def __init__(self, directory: str | Path, keep: int):
+        self.directory = Path(directory).expanduser().resolve()
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_epoch(self) -> int | None:
+        """Number of completed epochs of the latest complete checkpoint, or None."""
+        return self._manager.latest_step()
+
+    def all_epochs(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def save(self, epoch: int, arrays: Any, meta: dict[str, Any]) -> None:
+        """Starts saving checkpoint `epoch` (overwriting nothing: epochs only grow)."""
+        self._manager.save(
+            epoch,
+            args=ocp.args.Composite(
+                arrays=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)
+            ),
+        )
+
+    def restore(self, epoch: int, template: Any) -> tuple[Any, dict[str, Any]]:
+        """Restores checkpoint `epoch` into the structure, dtypes and shardings of `template`."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        out = self._manager.restore(
+            epoch,
+            args=ocp.args.Composite(
+                arrays=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+            ),
+        )
+        return out["arrays"], dict(out["meta"])
+
+    def wait(self) -> None:
+        """Blocks until every pending save is on disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()

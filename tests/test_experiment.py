@@ -1,0 +1,128 @@
+"""The experiment runner and its absl-flag script, end to end on a tiny dataset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffrec_jax.errors import ConfigError
+from diffrec_jax.experiment import RunConfig, format_table, grid, parse_hparams, run, summarize
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_parse_hparams_types_and_targets():
+    hp = parse_hparams(["lam=1,2.5", "ease.lam=7"], ["toppop", "ease"])
+    assert hp == {"toppop": {}, "ease": {"lam": [7.0]}}
+    assert parse_hparams(["lam=1,2.5"], ["ease"]) == {"ease": {"lam": [1.0, 2.5]}}
+
+
+@pytest.mark.parametrize(
+    "flag, match",
+    [
+        ("lam", "expected name=value"),
+        ("lam=", "expected name=value"),
+        ("alpha=1", "no model"),
+        ("ease.lam=abc", "cannot read 'abc' as float"),
+        ("knn.topk=5", "not in --model"),
+    ],
+)
+def test_parse_hparams_rejects_bad_flags(flag, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_hparams([flag], ["toppop", "ease"])
+
+
+def test_grid_is_cartesian_and_ordered():
+    assert grid({"b": [1, 2], "a": ["x"]}) == [{"a": "x", "b": 1}, {"a": "x", "b": 2}]
+    assert grid({}) == [{}]
+
+
+def test_run_selects_on_valid_and_writes_results(tmp_path):
+    config = RunConfig(
+        models=("toppop", "ease"),
+        dataset="synthetic-small",
+        seeds=(0, 1),
+        hparams={"ease": {"lam": [1.0, 50.0]}},
+        output_dir=str(tmp_path),
+    )
+    lines = []
+    results, path = run(config, progress=lines.append)
+    on_disk = json.loads(path.read_text())
+    assert on_disk["config"]["models"] == ["toppop", "ease"]
+    assert on_disk["environment"]["packages"]["jax"]
+    assert on_disk["dataset"]["stats"]["users"] == 300
+    assert len(results["runs"]) == 4 and len(lines) == 6  # 2 seeds x (1 + 2 grid points)
+    for entry in results["runs"]:
+        if entry["model"] != "ease":
+            continue
+        valid_scores = [t["valid"]["Recall@20"] for t in entry["grid"]]
+        assert (
+            entry["hparams"]["lam"] == entry["grid"][int(np.argmax(valid_scores))]["hparams"]["lam"]
+        )
+        assert set(entry["test"]) >= {"Recall@10", "Recall@20", "NDCG@10", "NDCG@20"}
+    ease = next(s for s in results["summary"] if s["model"] == "ease")
+    toppop = next(s for s in results["summary"] if s["model"] == "toppop")
+    assert ease["test"]["Recall@20"]["mean"] > toppop["test"]["Recall@20"]["mean"]
+    # Closed-form models are deterministic: no spread over seeds.
+    assert ease["test"]["Recall@20"]["std"] == 0.0
+    assert "ease" in format_table(results)
+
+
+def test_summarize_mean_and_std():
+    runs = [
+        {
+            "model": "m",
+            "seed": s,
+            "valid": {"R": v},
+            "test": {"R": v},
+            "fit_seconds": 1.0,
+            "eval_seconds": 2.0,
+            "training": None,
+        }
+        for s, v in ((0, 0.1), (1, 0.3))
+    ]
+    (entry,) = summarize(runs)
+    assert entry["test"]["R"]["mean"] == pytest.approx(0.2)
+    assert entry["test"]["R"]["std"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
+
+
+def _script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "run.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_script_runs_and_prints_table(tmp_path):
+    proc = _script("--dataset=synthetic-small", f"--output_dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "ease" in proc.stdout and "results written to" in proc.stdout
+    assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--model=nope"], "unknown model 'nope'"),
+        (["--dataset=nope"], "unknown dataset 'nope'"),
+        (["--seeds=a"], "--seeds=a: expected integers"),
+        (["--select_metric=Recall@50"], "--select_metric='Recall@50'"),
+        (["--hp=ease.lam=-1"], "lam > 0"),
+        (["--output_dir=/proc/forbidden"], "--output_dir='/proc/forbidden'"),
+        (["--config=/nonexistent.py"], "--config='/nonexistent.py': no such file"),
+    ],
+)
+def test_script_bad_flags_give_library_errors(tmp_path, args, match):
+    proc = _script("--dataset=synthetic-small", f"--output_dir={tmp_path}", *args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert match in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.glob("*.json"))  # no results that look successful

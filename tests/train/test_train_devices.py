@@ -1,0 +1,78 @@
+"""Data parallelism: 1 and 8 (simulated CPU) devices train the same model.
+
+The device count is fixed when JAX starts, so both runs are subprocesses (run concurrently).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("devices")
+    procs = {}
+    for n in (1, 8):
+        env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+        env |= {
+            "JAX_NUM_CPU_DEVICES": str(n),
+            "JAX_PLATFORMS": "cpu",
+            "PYTHONPATH": os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]),
+        }
+        procs[n] = subprocess.Popen(
+            [sys.executable, str(HERE / "train_device_run.py"), str(tmp / f"{n}.npz")],
+            env=env,
+            cwd=HERE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    out = {}
+    for n, proc in procs.items():
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-3000:]
+        with np.load(tmp / f"{n}.npz", allow_pickle=False) as f:
+            out[n] = {k: f[k] for k in f.files}
+    return out
+
+
+def history(run):
+    return json.loads(str(run["history"]))
+
+
+def test_the_runs_used_one_and_eight_devices(runs):
+    assert int(runs[1]["n_devices"]) == int(runs[1]["mesh_size"]) == 1
+    assert int(runs[8]["n_devices"]) == int(runs[8]["mesh_size"]) == 8
+    assert "batch_size=9 is not divisible by the number of devices (8)" in str(
+        runs[8]["batch_error"]
+    )
+
+
+def test_random_stream_does_not_depend_on_device_count(runs):
+    # "kept" counts the dropout mask's kept entries: an exact integer per step.
+    kept = [[h["aux"]["kept"] for h in history(runs[n])] for n in (1, 8)]
+    assert kept[0] == kept[1]
+    assert int(runs[1]["rows_seen"]) == int(runs[8]["rows_seen"]) == 3 * 50
+
+
+def test_params_and_metrics_match_across_device_counts(runs):
+    names = sorted(k for k in runs[1] if k.startswith("param_"))
+    assert names and names == sorted(k for k in runs[8] if k.startswith("param_"))
+    for name in names:
+        np.testing.assert_allclose(runs[8][name], runs[1][name], rtol=1e-4, atol=1e-5)
+    h1, h8 = history(runs[1]), history(runs[8])
+    assert [h["epoch"] for h in h1] == [h["epoch"] for h in h8] == [1, 2, 3]
+    for a, b in zip(h1, h8, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        for metric in ("Recall@20", "NDCG@20", "Recall@10"):
+            assert a["metrics"][metric] == pytest.approx(b["metrics"][metric], abs=1e-6)
+    assert int(runs[1]["best_epoch"]) == int(runs[8]["best_epoch"])

@@ -1,0 +1,82 @@
+"""A tiny Trainable for the training-loop tests: a one-layer denoising autoencoder.
+
+Multinomial likelihood (as MultVAE) on dropout-corrupted rows; its model state counts the real
+rows and the steps it has seen, so the tests can check padding and state threading.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.sparse as sp
+
+from diffrec_jax.data.interactions import InteractionMatrix
+from diffrec_jax.models.base import FitData, Trainable, mean_over_rows, row_weights
+
+
+def toy_autoencoder(
+    latent: int = 8, lr: float = 1e-2, dropout: float = 0.5, nan_from_step: int | None = None
+) -> Trainable:
+    """A Trainable; with `nan_from_step` its loss becomes NaN from that global step on."""
+
+    def init(key, n_items):
+        k_enc, k_dec = jax.random.split(key)
+        params = {
+            "enc": 0.1 * jax.random.normal(k_enc, (n_items, latent)),
+            "dec": 0.1 * jax.random.normal(k_dec, (latent, n_items)),
+            "bias": jnp.zeros(n_items),
+        }
+        model_state = {"rows_seen": jnp.zeros((), jnp.int32), "steps": jnp.zeros((), jnp.int32)}
+        return params, model_state
+
+    def logits(params, x):
+        return jnp.tanh(x @ params["enc"]) @ params["dec"] + params["bias"]
+
+    def loss(params, model_state, batch, key, info):
+        keep = jax.random.bernoulli(key, 1.0 - dropout, batch.rows.shape)
+        x = batch.rows * keep / (1.0 - dropout)
+        nll = -jnp.sum(jax.nn.log_softmax(logits(params, x)) * batch.rows, axis=1)
+        value = mean_over_rows(nll, batch)
+        if nan_from_step is not None:
+            value = value + jnp.where(info.step >= nan_from_step, jnp.nan, 0.0)
+        w = row_weights(batch)
+        new_state = {
+            "rows_seen": model_state["rows_seen"] + jnp.sum(w).astype(jnp.int32),
+            "steps": model_state["steps"] + 1,
+        }
+        # "kept" counts the kept entries of the real rows: an integer, exact whatever the
+        # reduction order, so it pins the random stream down across device counts.
+        aux = {
+            "keep_rate": mean_over_rows(keep.mean(axis=1), batch),
+            "kept": jnp.sum(keep * w[:, None]).astype(jnp.float32),
+            "epoch": info.epoch.astype(jnp.float32),
+        }
+        return value, (new_state, aux)
+
+    def score(params, batch):
+        return logits(params, batch.rows)
+
+    return Trainable(init=init, loss=loss, score=score, optimizer=lambda: optax.adam(lr))
+
+
+def toy_data(n_users: int = 50, n_items: int = 80, density: float = 0.2, seed: int = 0) -> FitData:
+    """Random train and disjoint valid interactions with some item structure."""
+    rng = np.random.default_rng(seed)
+    # Two user groups preferring two halves of the catalogue, so the model can learn something.
+    group = rng.integers(0, 2, n_users)
+    pref = np.where(
+        (np.arange(n_items)[None, :] < n_items // 2) == (group[:, None] == 0),
+        3 * density,
+        density / 3,
+    )
+    dense = rng.random((n_users, n_items)) < pref
+    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = True  # no empty user
+    is_valid = dense & (rng.random((n_users, n_items)) < 0.25)
+    train, valid = dense & ~is_valid, is_valid
+
+    def matrix(m):
+        return InteractionMatrix(sp.csr_array(m.astype(np.float32)))
+
+    return FitData(matrix(train), matrix(valid))
