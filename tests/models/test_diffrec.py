@@ -11,12 +11,21 @@ import numpy as np
 import optax
 import pytest
 
+from diffrec_jax import models
 from diffrec_jax.diffusion import gaussian as gd
 from diffrec_jax.diffusion import schedules
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.models import layers
 from diffrec_jax.models.base import StepInfo, Trainable, UserBatch
-from diffrec_jax.models.diffrec import DEFAULTS, denoise, denoiser_sizes, diffrec, init_denoiser
+from diffrec_jax.models.diffrec import (
+    DEFAULTS,
+    denoise,
+    denoiser_sizes,
+    diffrec,
+    diffrec_recommender,
+    init_denoiser,
+)
+from diffrec_jax.train import EarlyStopping, early_stopping_update, should_stop
 
 INFO = StepInfo(jnp.int32(0), jnp.int32(0))
 
@@ -208,9 +217,17 @@ def test_optimizer_is_adamw_with_the_given_weight_decay():
         np.testing.assert_allclose(updates["w"], want, rtol=1e-4)
 
 
-@pytest.mark.parametrize("padded", [False, True])
-@pytest.mark.parametrize("mean_type", ["x0", "eps"])
-@pytest.mark.parametrize("history_state", ["empty", "full"])
+@pytest.mark.parametrize(
+    ("mean_type", "history_state", "padded"),
+    [
+        ("x0", "empty", False),
+        ("x0", "full", False),
+        ("eps", "empty", False),
+        ("eps", "full", False),
+        ("x0", "full", True),
+        ("eps", "empty", True),
+    ],
+)
 def test_loss_matches_numpy(mean_type, history_state, padded):
     model = diffrec(dropout=0.0, mean_type=mean_type, **SMALL)
     x0 = _rows(6)
@@ -428,3 +445,63 @@ def test_invalid_hyperparameters(kwargs, match):
         ConfigError, match=match.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
     ):
         diffrec(**kwargs)
+
+
+# --- the Recommender ---
+
+
+def test_recommender_defaults_and_training_hparams():
+    spec = models.get("diffrec")
+    assert set(spec.defaults) == set(DEFAULTS) | {
+        "batch_size",
+        "max_epochs",
+        "eval_every",
+        "patience",
+    }
+    assert spec.defaults["batch_size"] == 400 and spec.defaults["max_epochs"] == 1000
+    model = spec.build(lr=3e-4, batch_size=64, patience=2, dims=(16,))
+    assert model.name == "diffrec" and model.prepare is None
+    assert model.hparams["lr"] == 3e-4 and model.hparams["dims"] == (16,)
+    config = model.train_config
+    assert (config.batch_size, config.max_epochs, config.eval_every, config.patience) == (
+        64,
+        1000,
+        5,
+        2,
+    )
+    params, _ = jax.eval_shape(lambda k: model.trainable.init(k, 25), jax.random.key(0))
+    assert params["mlp"][0]["w"].shape == (35, 16)
+    with pytest.raises(ConfigError, match="no hyperparameter"):
+        diffrec_recommender(learning_rate=1.0)
+    with pytest.raises(ConfigError, match="batch_size"):
+        diffrec_recommender(batch_size=0)
+
+
+def _original_early_stopping(metrics, max_epochs):
+    """DiffRec's main.py loop: stop at the start of an epoch 20 epochs after the best one."""
+    best_recall, best_epoch, evaluated = -100.0, 0, []
+    for epoch in range(1, max_epochs + 1):
+        if epoch - best_epoch >= 20:
+            break
+        if epoch % 5 == 0:
+            evaluated.append(epoch)
+            if metrics[epoch] > best_recall:
+                best_recall, best_epoch = metrics[epoch], epoch
+    return best_epoch, evaluated
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_early_stopping_matches_the_original(seed):
+    config = diffrec_recommender().train_config
+    rng = np.random.default_rng(seed)
+    max_epochs = 200
+    # A random walk (rounded: ties are not improvements): new bests at irregular gaps.
+    metrics = np.round(np.cumsum(rng.normal(0.05, 1.0, max_epochs + 1)), 1)
+    es, evaluated = EarlyStopping(), []
+    for epoch in range(1, max_epochs + 1):  # the training loop's schedule
+        if epoch % config.eval_every == 0:
+            evaluated.append(epoch)
+            es, _ = early_stopping_update(es, float(metrics[epoch]), epoch)
+            if should_stop(es, config.patience):
+                break
+    assert (es.best_epoch, evaluated) == _original_early_stopping(metrics, max_epochs)
