@@ -6,7 +6,7 @@ Closed form with L2 regularisation :math:`\lambda`:
    P = (X^\top X + \lambda I)^{-1}, \qquad B = I - P \,\mathrm{diag}(1 / \mathrm{diag}(P)),
 
 so that :math:`B_{ii} = 0` and :math:`B_{ij} = -P_{ij} / P_{jj}` for :math:`i \ne j`.
-Scores are :math:`X_u B`. The Gram matrix and the inverse are computed in float64 on the host
+Scores are :math:`X_u B`. The Gram matrix and the inverse are float64-exact on the host
 (numpy/LAPACK through a Cholesky factorisation: G is symmetric positive definite for
 :math:`\lambda > 0`); B is stored as float32 and scoring runs in JAX.
 
@@ -23,10 +23,24 @@ import scipy.linalg
 
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.models.base import FitData, Recommender, UserBatch
+from diffrec_jax.models.knn import gram as knn_gram
+
+
+def _fill_upper_from_lower(c: np.ndarray, block: int = 256) -> None:
+    """Copies the strict lower triangle of square `c` onto its upper triangle, in place."""
+    n = c.shape[0]
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        upper = np.triu(np.ones((stop - start, n - start), bool), 1)
+        np.copyto(c[start:stop, start:], c[start:, start:stop].T, where=upper)
 
 
 def ease_weights(x, lam: float) -> np.ndarray:
     """EASE item-item weights B.
+
+    The Gram matrix comes from :func:`diffrec_jax.models.knn.gram` (a float32 BLAS product when
+    that is exact, i.e. integer-valued data such as implicit feedback, else a float64 sparse
+    product); the inversion is float64 LAPACK (Cholesky ``potrf`` + ``potri``).
 
     Args:
       x: (n_users, n_items) scipy sparse or dense interaction matrix.
@@ -35,8 +49,7 @@ def ease_weights(x, lam: float) -> np.ndarray:
     Returns:
       [n_items, n_items] float64 B with zero diagonal.
     """
-    gram = x.T @ x
-    gram = np.asarray(gram.toarray() if hasattr(gram, "toarray") else gram, np.float64)
+    gram = knn_gram(x, dtype=np.float64)
     gram[np.diag_indices_from(gram)] += lam
     # P = G^{-1} through Cholesky: potrf + potri return the upper triangle of the inverse.
     chol, info = scipy.linalg.lapack.dpotrf(gram, lower=False, overwrite_a=True)
@@ -45,10 +58,12 @@ def ease_weights(x, lam: float) -> np.ndarray:
     inv, info = scipy.linalg.lapack.dpotri(chol, lower=False, overwrite_c=True)
     if info != 0:
         raise ConfigError(f"EASE inversion failed (LAPACK info {info}, {lam=})")
-    p = np.triu(inv) + np.triu(inv, 1).T
-    b = -p / np.diag(p)[None, :]
-    b[np.diag_indices_from(b)] = 0.0
-    return b
+    # The upper triangle of column-major `inv` is the lower triangle of its C-ordered transpose.
+    p = np.ascontiguousarray(inv.T)
+    _fill_upper_from_lower(p)
+    p /= -np.diag(p).copy()[None, :]
+    p[np.diag_indices_from(p)] = 0.0
+    return p
 
 
 def ease(lam: float = 500.0) -> Recommender:

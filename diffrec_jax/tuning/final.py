@@ -1,0 +1,142 @@
+"""After the search: refit the chosen configuration and evaluate it on test, once.
+
+Two protocols (``refit``):
+
+- ``"train"``: fit on train exactly as the chosen trial was (same hyperparameters, same key;
+  gradient-trained models early-stop on valid again), then one evaluation pass over valid and
+  test (train rows in; test excludes train and valid items).
+- ``"train+valid"``: fit on the union of train and valid, then evaluate test with train+valid
+  rows as input and train+valid items excluded. This is a new
+  ``Split(train+valid, empty valid, test)`` handed to the ordinary :class:`Evaluator`.
+  There is no validation data left to stop on, so a gradient-trained model trains for the
+  number of epochs at which its chosen trial scored best (``max_epochs = best_epoch``, no
+  early stopping).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from diffrec_jax import experiment
+from diffrec_jax import models as model_zoo
+from diffrec_jax.data.interactions import InteractionMatrix
+from diffrec_jax.data.split import Split
+from diffrec_jax.errors import ConfigError, DataError
+from diffrec_jax.evaluation import Evaluator
+from diffrec_jax.models.base import FitData
+from diffrec_jax.results import to_jsonable
+from diffrec_jax.tuning import space as spaces
+from diffrec_jax.tuning.study import StudyConfig, build_model, empty_like, trial_key
+
+REFITS = ("train", "train+valid")
+
+
+def check_refit(refit: str) -> str:
+    if refit not in REFITS:
+        raise ConfigError(f"refit={refit!r}; expected one of {REFITS}")
+    return refit
+
+
+def train_plus_valid(split: Split) -> InteractionMatrix:
+    """The union of `split.train` and `split.valid`, keeping values (and timestamps when both
+    have them), with train's ids.
+
+    Raises:
+      DataError: train and valid share an interaction (a split partitions its entries).
+    """
+    parts = [split.train, split.valid]
+    users, items, values = (
+        np.concatenate(a) for a in zip(*(m.to_arrays() for m in parts), strict=True)
+    )
+    stamps = [m.timestamps for m in parts]
+    timestamps = None if any(t is None for t in stamps) else np.concatenate(stamps)
+    try:
+        return InteractionMatrix.from_arrays(
+            users,
+            items,
+            shape=split.train.shape,
+            values=values,
+            timestamps=timestamps,
+            user_ids=split.train.user_ids,
+            item_ids=split.train.item_ids,
+            source="train+valid",
+        )
+    except DataError as e:
+        raise DataError(f"cannot merge train and valid for the refit: {e}") from None
+
+
+def refit_and_test(
+    split: Split, config: StudyConfig, study: Mapping[str, Any], *, refit: str = "train"
+) -> dict[str, Any]:
+    """Refits the study's chosen trial and evaluates it on `split.test` exactly once.
+
+    Args:
+      split: the full split (the only place test enters the tuning pipeline).
+      config: the study's configuration.
+      study: the record :func:`~diffrec_jax.tuning.study.run_study` returned.
+      refit: "train" or "train+valid" (see the module docstring).
+
+    Returns:
+      {"refit", "index", "params", "hparams", "fit_seconds", "eval_seconds", "training",
+      "valid" (None for train+valid), "test"} with metric summaries as dicts.
+
+    Raises:
+      ConfigError: no trial of the study finished with a value.
+    """
+    check_refit(refit)
+    best = study.get("best")
+    if best is None:
+        raise ConfigError(
+            f"no trial of {config.model} finished with a {config.select_metric} value; "
+            "see the errors in its study file"
+        )
+    params = spaces.decode_params(config.space, best["params"], f"best trial of {config.model}")
+    model = build_model(model_zoo.get(config.model), {**config.fixed, **params}, config)
+
+    if refit == "train":
+        final_split, parts = split, ("valid", "test")
+    else:
+        merged = train_plus_valid(split)
+        final_split = Split(
+            merged,
+            empty_like(merged),
+            split.test,
+            name=split.name,
+            history=(*split.history, "refit: train and valid merged into train"),
+        )
+        parts = ("test",)
+        if model.trainable is not None:
+            epochs = best["training"]["best_epoch"] or best["training"]["epochs"]
+            model = model._replace(
+                train_config=model.train_config.replace(max_epochs=int(epochs), patience=None)
+            )
+    if model.prepare is not None:
+        final_split = model.prepare(final_split)
+    fit_data = FitData(final_split.train, final_split.valid if refit == "train" else None)
+    evaluator = Evaluator(final_split, ks=config.ks, convention=config.convention)
+
+    fitted, fit_seconds, training = experiment._fit(
+        model, fit_data, trial_key(config.seed, best["index"])
+    )
+    t0 = time.perf_counter()
+    results = evaluator.evaluate(model.score, fitted, parts=parts)
+    eval_seconds = time.perf_counter() - t0
+    return to_jsonable(
+        {
+            "refit": refit,
+            "index": best["index"],
+            "params": best["params"],
+            "hparams": dict(model.hparams),
+            "fit_seconds": fit_seconds,
+            "eval_seconds": eval_seconds,
+            "training": None
+            if training is None
+            else {k: v for k, v in training.items() if k != "history"},
+            "valid": results["valid"].summary if "valid" in results else None,
+            "test": results["test"].summary,
+        }
+    )

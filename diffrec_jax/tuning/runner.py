@@ -1,0 +1,353 @@
+"""Tuning several models on one dataset: the library side of ``experiments/tune.py``.
+
+For every model: a study on (train, valid) with its search space (persisted in
+``<output_dir>/studies/``, resumed when run again), then the chosen configuration is refit and
+evaluated on test once. One results file holds, per model, the chosen hyperparameters, every
+trial, the tuning time, the refit's fit time and the test metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from diffrec_jax import experiment
+from diffrec_jax import models as model_zoo
+from diffrec_jax.data.datasets import load_dataset
+from diffrec_jax.data.split import Split
+from diffrec_jax.errors import ConfigError
+from diffrec_jax.models.base import FitData
+from diffrec_jax.models.search_spaces import SEARCH_SPACES
+from diffrec_jax.results import ensure_writable_dir, environment, write_json_atomic
+from diffrec_jax.tuning import space as spaces
+from diffrec_jax.tuning.final import check_refit, refit_and_test
+from diffrec_jax.tuning.study import StudyConfig, run_study
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneConfig:
+    """A tuning run (recorded verbatim in the results file).
+
+    Attributes:
+      models: registry names.
+      dataset, dataset_options, data_seed: as in :class:`diffrec_jax.experiment.RunConfig`.
+      budget: trials per model.
+      method: "random" or "tpe".
+      seed: the studies' seed (sampler and model keys).
+      select_metric: validation metric maximised.
+      refit: "train" or "train+valid" (see :mod:`diffrec_jax.tuning.final`).
+      ks, convention: metric cutoffs and convention.
+      spaces: ``{model: {name: spec}}`` entries that replace or add to the model's default
+        space (:func:`default_space`).
+      fixed: ``{model: {name: value}}`` hyperparameters held fixed (removed from the space).
+      tpe_startup: TPE's random start-up trials.
+      output_dir: results file and ``studies/`` directory.
+    """
+
+    models: tuple[str, ...] = ("toppop", "ease")
+    dataset: str = "synthetic"
+    dataset_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    data_seed: int = 0
+    budget: int = 20
+    method: str = "random"
+    seed: int = 0
+    select_metric: str = "Recall@20"
+    refit: str = "train"
+    ks: tuple[int, ...] = (10, 20)
+    convention: str = "recbole"
+    spaces: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    fixed: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    tpe_startup: int = 10
+    output_dir: str = "results"
+
+
+def default_space(model: str) -> dict[str, Any] | None:
+    """The model's search space from :mod:`diffrec_jax.models.search_spaces`, or None."""
+    return None if model not in SEARCH_SPACES else dict(SEARCH_SPACES[model])
+
+
+def study_configs(config: TuneConfig) -> list[StudyConfig]:
+    """One validated :class:`StudyConfig` per model (nothing is loaded or written).
+
+    Raises:
+      ConfigError: an unknown model, a model with hyperparameters but no search space, a bad
+        space, fixed value, method, budget or metric.
+    """
+    if not config.models:
+        raise ConfigError("models is empty; expected at least one model")
+    unknown = sorted((set(config.spaces) | set(config.fixed)) - set(config.models))
+    if unknown:
+        raise ConfigError(f"spaces/fixed given for {unknown}, which are not in {config.models}")
+    check_refit(config.refit)
+    out = []
+    for name in config.models:
+        spec = model_zoo.get(name)
+        fixed = dict(config.fixed.get(name, {}))
+        space = default_space(name)
+        if space is None and name not in config.spaces and spec.defaults:
+            raise ConfigError(
+                f"model {name!r} has no default search space; give one with --space "
+                f"(hyperparameters: {sorted(spec.defaults)})"
+            )
+        space = {**(space or {}), **config.spaces.get(name, {})}
+        space = {k: v for k, v in space.items() if k not in fixed}
+        out.append(
+            StudyConfig(
+                model=name,
+                space=space,
+                budget=config.budget,
+                method=config.method,
+                seed=config.seed,
+                select_metric=config.select_metric,
+                ks=tuple(config.ks),
+                convention=config.convention,
+                fixed=fixed,
+                tpe_startup=config.tpe_startup,
+            )
+        )
+    return out
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", text)
+
+
+def tune(
+    config: TuneConfig, *, progress: Callable[[str], None] = print
+) -> tuple[dict[str, Any], Path]:
+    """Tunes every model, refits the chosen configurations, evaluates them on test once each,
+    and writes the results file atomically.
+
+    Returns:
+      (results dict, path of the results file).
+    """
+    studies = study_configs(config)
+    out_dir = ensure_writable_dir(config.output_dir)
+    t0 = time.perf_counter()
+    dataset = load_dataset(config.dataset, seed=config.data_seed, **dict(config.dataset_options))
+    split = dataset.split
+    load_seconds = time.perf_counter() - t0
+    data_id = {
+        "spec": config.dataset,
+        "options": dict(config.dataset_options),
+        "data_seed": config.data_seed,
+    }
+    entries = tune_split(
+        split,
+        studies,
+        refit=config.refit,
+        dataset_id=data_id,
+        study_dir=ensure_writable_dir(out_dir / "studies"),
+        progress=progress,
+    )
+    results = {
+        "config": dataclasses.asdict(config),
+        "dataset": {
+            "name": split.name,
+            "spec": config.dataset,
+            "stats": dataset.stats,
+            "history": list(split.history),
+            "load_seconds": load_seconds,
+        },
+        "evaluation": {
+            "ks": list(config.ks),
+            "convention": config.convention,
+            "select_metric": config.select_metric,
+            "refit": config.refit,
+            "protocol": "search: fit on train, select on valid (test is not an input); "
+            + (
+                "refit on train; test: train rows in, train+valid masked"
+                if config.refit == "train"
+                else "refit on train+valid; test: train+valid rows in, train+valid masked"
+            )
+            + "; test evaluated once per model; full ranking",
+        },
+        "models": entries,
+        "environment": environment(),
+    }
+    tag = (
+        f"{_safe(split.name)}__tune__{'+'.join(config.models)}__{config.method}"
+        f"__refit-{config.refit}__seed{config.seed}"
+    )
+    path = write_json_atomic(out_dir / f"{tag}.json", results)
+    return results, path
+
+
+def tune_split(
+    split: Split,
+    studies: Sequence[StudyConfig],
+    *,
+    refit: str = "train",
+    dataset_id: Any = "data",
+    study_dir: str | Path | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Runs every study on (train, valid), then refits its choice and evaluates it on test once.
+
+    Only ``FitData(split.train, split.valid)`` goes to the search; `split.test` is read once
+    per study, by :func:`refit_and_test`, after its search has finished.
+
+    Args:
+      split: the dataset's split.
+      studies: one configuration per model.
+      refit: "train" or "train+valid".
+      dataset_id: JSON-able id of the data, recorded in (and checked against) the study files.
+      study_dir: where the study files are saved and resumed from (named
+        ``<split>__<model>__<method>__seed<seed>.json``); None keeps them in memory.
+      progress: called with one line per trial and per refit.
+
+    Returns:
+      One entry per study: model, study_file, space, fixed, n_trials, n_failed,
+      tuning_seconds, best (the chosen trial), trials, refit (see :func:`refit_and_test`).
+    """
+    check_refit(refit)
+    search_data = FitData(split.train, split.valid)  # everything the search may see
+    entries = []
+    for study_config in studies:
+        path = None
+        if study_dir is not None:
+            path = Path(study_dir) / (
+                f"{_safe(split.name)}__{study_config.model}__{study_config.method}"
+                f"__seed{study_config.seed}.json"
+            )
+        study = run_study(
+            search_data, study_config, dataset=dataset_id, path=path, progress=progress
+        )
+        final = refit_and_test(split, study_config, study, refit=refit)
+        sel = study_config.select_metric
+        progress(
+            f"{study_config.model}: chose trial {final['index'] + 1} (valid {sel} "
+            f"{study['best']['value']:.4f}); refit on {refit} in {final['fit_seconds']:.1f}s; "
+            f"test {sel} {final['test'][sel]:.4f}"
+        )
+        trials = study["trials"][: study_config.n_trials]
+        entries.append(
+            {
+                "model": study_config.model,
+                "study_file": None if path is None else str(path),
+                "space": study["settings"]["space"],
+                "fixed": study["settings"]["fixed"],
+                "n_trials": len(trials),
+                "n_failed": sum(t["state"] == "failed" for t in trials),
+                "tuning_seconds": study["tuning_seconds"],
+                "best": study["best"],
+                "trials": trials,
+                "refit": final,
+            }
+        )
+    return entries
+
+
+def format_table(results: Mapping[str, Any], ks: Sequence[int] = (10, 20)) -> str:
+    """A plain-text table: test Recall/NDCG at `ks` of every tuned model, with times."""
+    cols = [f"{m}@{k}" for m in ("Recall", "NDCG") for k in ks]
+    sel = results["evaluation"]["select_metric"]
+    header = ["model", "trials", f"valid {sel}", *(f"test {c}" for c in cols), "tune s", "fit s"]
+    rows = []
+    for e in results["models"]:
+        test = e["refit"]["test"]
+        rows.append(
+            [
+                e["model"],
+                str(e["n_trials"]),
+                _cell(e["best"]["value"]),
+                *(_cell(test.get(c)) for c in cols),
+                f"{e['tuning_seconds']:.1f}",
+                f"{e['refit']['fit_seconds']:.1f}",
+            ]
+        )
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True))
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+# -- flags ----------------------------------------------------------------------------------------
+
+_FLAG = re.compile(r"\s*(?:([\w-]+)\.)?(\w+)\s*=\s*(.+)")
+
+
+def _targets(flag: str, name_flag: str, target: str | None, name: str, models) -> list[str]:
+    """The models a ``[model.]name=...`` flag applies to (all listed models having `name`)."""
+    where = f"--{name_flag}={flag!r}"
+    if target is not None and target not in models:
+        raise ConfigError(f"{where}: model {target!r} is not in --model={list(models)}")
+    targets = [target] if target else [t for t in models if name in model_zoo.get(t).defaults]
+    if not targets:
+        raise ConfigError(f"{where}: no model in {list(models)} has a hyperparameter {name!r}")
+    for t in targets:
+        defaults = model_zoo.get(t).defaults
+        if name not in defaults:
+            raise ConfigError(
+                f"{where}: model {t!r} has no hyperparameter {name!r}; "
+                f"expected one of {sorted(defaults)}"
+            )
+    return targets
+
+
+def parse_space_flags(flags: Sequence[str], models: Sequence[str]) -> dict[str, dict[str, tuple]]:
+    """Parses ``--space`` flags: ``[model.]name=kind:lo:hi`` or ``[model.]name=categorical:a,b``.
+
+    Without a model the entry applies to every listed model that has `name`. Categorical values
+    are read with the type of the hyperparameter's default (lists in brackets:
+    ``categorical:[200,600],[1000]``).
+
+    Raises:
+      ConfigError: a malformed flag, unknown model or hyperparameter, or an unreadable value.
+    """
+    out: dict[str, dict[str, tuple]] = {}
+    for flag in flags:
+        m = _FLAG.fullmatch(flag)
+        kind, colon, rest = m.group(3).partition(":") if m else ("", "", "")
+        if not m or not colon or kind not in spaces.KINDS:
+            raise ConfigError(
+                f"--space={flag!r}: expected [model.]name=kind:lo:hi or "
+                f"[model.]name=categorical:v1,v2 with kind one of {spaces.KINDS}"
+            )
+        target, name, _ = m.groups()
+        for t in _targets(flag, "space", target, name, models):
+            where = f"--space={flag!r}"
+            if kind == "categorical":
+                default = model_zoo.get(t).defaults[name]
+                values = [
+                    experiment.parse_value(v, default, where)
+                    for v in experiment._split_top_level(rest)
+                ]
+                entry: tuple = (kind, values)
+            else:
+                bounds = rest.split(":")
+                try:
+                    lo, hi = (float(b) for b in bounds)
+                except ValueError:
+                    raise ConfigError(f"{where}: expected {kind}:lo:hi with numbers") from None
+                entry = (kind, lo, hi)
+            out.setdefault(t, {})[name] = spaces.check_space({name: entry}, where)[name]
+    return out
+
+
+def parse_fixed_flags(flags: Sequence[str], models: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Parses ``--fixed`` flags, ``[model.]name=value``, to ``{model: {name: value}}`` (values
+    read with the type of the hyperparameter's default).
+
+    Raises:
+      ConfigError: a malformed flag, unknown model or hyperparameter, or an unreadable value.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for flag in flags:
+        m = _FLAG.fullmatch(flag)
+        if not m:
+            raise ConfigError(f"--fixed={flag!r}: expected [model.]name=value")
+        target, name, text = m.groups()
+        for t in _targets(flag, "fixed", target, name, models):
+            default = model_zoo.get(t).defaults[name]
+            out.setdefault(t, {})[name] = experiment.parse_value(
+                text.strip(), default, f"--fixed={flag!r}"
+            )
+    return out

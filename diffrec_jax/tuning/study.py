@@ -1,0 +1,416 @@
+"""A hyperparameter study: a budget of trials on (train, valid), persisted after every trial.
+
+:func:`run_study` only ever receives :class:`~diffrec_jax.models.base.FitData` (train and
+valid): the test split is not among its inputs. Every trial builds the model with the proposed
+hyperparameters (plus the fixed ones), fits it on train (gradient-trained models early-stop on
+the validation metric through the shared training loop) and evaluates it on valid. The study
+file is rewritten atomically after every finished trial; running the same study again resumes
+it: finished trials are read back, never redone, and the sampler continues exactly where the
+uninterrupted study would be (see :mod:`diffrec_jax.tuning.space`).
+
+Study file (JSON)::
+
+    format        "diffrec_jax.study/1"
+    settings      what must match to resume: model, dataset (id and fingerprint of train+valid),
+                  space, method, seed, select_metric, ks, convention, fixed, tpe_startup
+    budget        the latest requested number of trials
+    trials        one entry per finished trial, in order: index, state ("complete", "failed",
+                  "duplicate"), params (searched), hparams (all), value (the selection metric),
+                  valid (all validation metrics), propose/fit/eval seconds, training record of
+                  gradient-trained models, error, duplicate_of, finished_utc
+    best          the chosen trial among the first `budget` (index, params, hparams, value,
+                  valid, training), or null
+    complete      whether `budget` trials are finished
+    tuning_seconds  sum of the trials' propose + fit + eval seconds
+    sessions      one entry per call that ran trials (start time, trials run, seconds,
+                  environment)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import scipy.sparse as sp
+
+from diffrec_jax import experiment
+from diffrec_jax import models as model_zoo
+from diffrec_jax.data.interactions import InteractionMatrix
+from diffrec_jax.data.split import Split
+from diffrec_jax.errors import ConfigError, DataError, DiffrecError
+from diffrec_jax.evaluation import Evaluator
+from diffrec_jax.models.base import FitData, ModelSpec, Recommender
+from diffrec_jax.results import environment, to_jsonable, write_json_atomic
+from diffrec_jax.tuning import space as spaces
+
+STUDY_FORMAT = "diffrec_jax.study/1"
+SETTINGS = (
+    "model",
+    "dataset",
+    "space",
+    "method",
+    "seed",
+    "select_metric",
+    "ks",
+    "convention",
+    "fixed",
+    "tpe_startup",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """One model's hyperparameter search.
+
+    Attributes:
+      model: registry name.
+      space: the search space (see :mod:`diffrec_jax.tuning.space`); an empty space runs one
+        trial with the defaults (and `fixed`).
+      budget: number of trials (a positive int); a resumed study may raise or keep it.
+      method: "random" or "tpe" (optuna's TPE; needs the ``tuning`` extra).
+      seed: seeds the sampler and every trial's model key
+        (``jax.random.fold_in(jax.random.key(seed), trial_index)``).
+      select_metric: validation metric maximised (also the early-stopping metric of
+        gradient-trained models).
+      ks, convention: of the validation (and final test) evaluation.
+      fixed: hyperparameters held at a value (not searched), e.g. ``{"max_epochs": 200}``.
+      tpe_startup: TPE proposes at random until this many trials are complete.
+    """
+
+    model: str
+    space: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    budget: int = 20
+    method: str = "random"
+    seed: int = 0
+    select_metric: str = "Recall@20"
+    ks: tuple[int, ...] = (10, 20)
+    convention: str = "recbole"
+    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tpe_startup: int = 10
+
+    def __post_init__(self):
+        spec = model_zoo.get(self.model)
+        object.__setattr__(self, "ks", tuple(self.ks))
+        object.__setattr__(self, "space", spaces.check_space(self.space, f"{self.model} space"))
+        object.__setattr__(self, "fixed", dict(self.fixed))
+        for what, names in (("space", self.space), ("fixed", self.fixed)):
+            unknown = sorted(set(names) - set(spec.defaults))
+            if unknown:
+                raise ConfigError(
+                    f"{self.model} {what}: no hyperparameter(s) {unknown}; expected some of "
+                    f"{sorted(spec.defaults)}"
+                )
+        both = sorted(set(self.space) & set(self.fixed))
+        if both:
+            raise ConfigError(f"{self.model}: {both} both searched and fixed; expected one")
+        if self.method not in spaces.METHODS:
+            raise ConfigError(f"method={self.method!r}; expected one of {spaces.METHODS}")
+        for name in ("budget", "tpe_startup"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r}; expected a positive integer")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed={self.seed!r}; expected an integer >= 0")
+        names = experiment._metric_names(self.ks)
+        if self.select_metric not in names:
+            raise ConfigError(f"select_metric={self.select_metric!r}; expected one of {names}")
+        if self.method == "tpe":
+            spaces.require_optuna()
+
+    @property
+    def n_trials(self) -> int:
+        """Trials to run: `budget`, or 1 when nothing is searched."""
+        return self.budget if self.space else 1
+
+    def settings(self, dataset: Any, data: FitData) -> dict[str, Any]:
+        """The JSON settings a saved study must match (dataset = id and data fingerprint)."""
+        return to_jsonable(
+            {
+                "model": self.model,
+                "dataset": {"id": dataset, "fingerprint": fingerprint(data)},
+                "space": self.space,
+                "method": self.method,
+                "seed": self.seed,
+                "select_metric": self.select_metric,
+                "ks": self.ks,
+                "convention": self.convention,
+                "fixed": self.fixed,
+                "tpe_startup": self.tpe_startup if self.method == "tpe" else None,
+            }
+        )
+
+
+def fingerprint(data: FitData) -> str:
+    """A short sha256 of the train and valid matrices (shape, pattern, values, timestamps)."""
+    h = hashlib.sha256()
+    for m in (data.train, data.valid):
+        if m is None:
+            h.update(b"none")
+            continue
+        h.update(np.asarray(m.shape, np.int64).tobytes())
+        h.update(np.asarray(m.csr.indptr, np.int64).tobytes())
+        h.update(np.asarray(m.csr.indices, np.int64).tobytes())
+        h.update(np.asarray(m.csr.data, np.float32).tobytes())
+        if m.timestamps is not None:
+            h.update(np.asarray(m.timestamps, np.float64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def trial_key(seed: int, index: int) -> jax.Array:
+    """The typed key a trial's model is fit with (also used to refit the chosen trial)."""
+    return jax.random.fold_in(jax.random.key(seed), index)
+
+
+def build_model(spec: ModelSpec, hparams: Mapping[str, Any], config: StudyConfig) -> Recommender:
+    """`spec` built with `hparams`; a gradient-trained model early-stops on the study's metric."""
+    model = spec.build(**hparams)
+    if model.trainable is not None and model.train_config is not None:
+        model = model._replace(
+            train_config=model.train_config.replace(
+                select_metric=config.select_metric, ks=config.ks, convention=config.convention
+            )
+        )
+    return model
+
+
+def empty_like(m: InteractionMatrix) -> InteractionMatrix:
+    """A matrix of `m`'s shape and ids without entries."""
+    return InteractionMatrix(sp.csr_array(m.shape, dtype=np.float32), None, m.user_ids, m.item_ids)
+
+
+# -- the study file -------------------------------------------------------------------------------
+
+
+def load_study(path: str | Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Reads a saved study and checks that it was run with `settings`.
+
+    Raises:
+      DataError: the file is not a study file.
+      ConfigError: a setting differs (the field and both values are named).
+    """
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"cannot read the study file: {e}", path=path) from None
+    if not isinstance(record, dict) or record.get("format") != STUDY_FORMAT:
+        raise DataError(f"not a study file (expected format {STUDY_FORMAT!r})", path=path)
+    saved = record.get("settings", {})
+    for name in SETTINGS:
+        if saved.get(name) != settings[name]:
+            raise ConfigError(
+                f"study file {path} was run with {name}={json.dumps(saved.get(name))}, "
+                f"this study has {name}={json.dumps(settings[name])}; use another output "
+                "directory or the saved settings"
+            )
+    if not isinstance(record.get("trials"), list):
+        raise DataError("study file has no trial list", path=path)
+    return record
+
+
+def best_trial(trials: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The trial with the highest value (the earliest on ties); None if none has a value."""
+    best = None
+    for t in trials:
+        if t["value"] is not None and (best is None or t["value"] > best["value"]):
+            best = t
+    return best
+
+
+def _summarize(record: dict[str, Any], n_trials: int) -> None:
+    trials = record["trials"][:n_trials]
+    best = best_trial(trials)
+    record["best"] = (
+        None
+        if best is None
+        else {k: best[k] for k in ("index", "params", "hparams", "value", "valid", "training")}
+    )
+    record["complete"] = len(record["trials"]) >= n_trials
+    record["tuning_seconds"] = float(sum(t["seconds"] for t in trials))
+
+
+# -- the search -----------------------------------------------------------------------------------
+
+
+def run_study(
+    data: FitData,
+    config: StudyConfig,
+    *,
+    dataset: Any = "data",
+    path: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    on_trial: Callable[[Mapping[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Runs (or resumes) the study of `config` on train and valid.
+
+    Args:
+      data: train, and valid (required, non-empty). Test is not an input.
+      config: the study.
+      dataset: a JSON-able id of the data (e.g. the dataset spec and options), recorded and
+        checked on resume together with a fingerprint of `data`.
+      path: the study file: read if it exists (settings must match), rewritten atomically after
+        every trial. None keeps the study in memory.
+      progress: called with one line per finished trial.
+      on_trial: called with each finished trial's record after it is saved.
+
+    Returns:
+      The study record (as saved; see the module docstring).
+
+    Raises:
+      ConfigError: no validation data, or a saved study with other settings.
+    """
+    if data.valid is None or data.valid.nnz == 0:
+        raise ConfigError("tuning needs validation interactions; the valid matrix is empty")
+    settings = config.settings(dataset, data)
+    path = None if path is None else Path(path)
+    if path is not None and path.exists():
+        record = load_study(path, settings)
+    else:
+        record = {"format": STUDY_FORMAT, "settings": settings, "budget": config.budget}
+        record.update(complete=False, best=None, tuning_seconds=0.0, trials=[], sessions=[])
+    record["budget"] = config.budget
+    trials: list[dict[str, Any]] = record["trials"]
+    n_trials = config.n_trials
+    spec = model_zoo.get(config.model)
+
+    # Search data: train and valid, with an empty test part.
+    search_split = Split(data.train, data.valid, empty_like(data.train), name="search")
+    evaluator = Evaluator(search_split, ks=config.ks, convention=config.convention)
+
+    sampler = spaces.RandomSampler(config.space, config.seed)
+    if config.method == "random":  # replay the finished trials' draws
+        for t in trials[:n_trials]:
+            proposed = to_jsonable(sampler.propose())
+            if proposed != t["params"]:
+                raise ConfigError(
+                    f"study file {path}: trial {t['index']} has params {t['params']}, but "
+                    f"seed {config.seed} proposes {proposed}; use another output directory"
+                )
+
+    start = time.perf_counter()
+    if len(trials) < n_trials:
+        session = {
+            "started_utc": _now(),
+            "trials_before": len(trials),
+            "trials_run": 0,
+            "seconds": 0.0,
+            "environment": environment(),
+        }
+        record["sessions"].append(session)
+    while len(trials) < n_trials:
+        index = len(trials)
+        t0 = time.perf_counter()
+        if config.method == "random":
+            params = sampler.propose()
+        else:
+            finished = [
+                (spaces.decode_params(config.space, t["params"], f"trial {t['index']}"), t["value"])
+                for t in trials
+            ]
+            params = spaces.propose_tpe(
+                config.space,
+                finished,
+                seed=config.seed,
+                index=index,
+                n_startup_trials=config.tpe_startup,
+            )
+        propose_seconds = time.perf_counter() - t0
+        trial = _run_trial(index, params, spec, config, search_split, evaluator, trials)
+        trial["propose_seconds"] = propose_seconds
+        trial["seconds"] = propose_seconds + (trial["fit_seconds"] or 0) + trial["eval_seconds"]
+        trials.append(to_jsonable(trial))
+        session["trials_run"] += 1
+        session["seconds"] = time.perf_counter() - start
+        _summarize(record, n_trials)
+        if path is not None:
+            write_json_atomic(path, record)
+        if progress is not None:
+            progress(_progress_line(trials[-1], n_trials, config))
+        if on_trial is not None:
+            on_trial(trials[-1])
+    _summarize(record, n_trials)
+    if path is not None:
+        write_json_atomic(path, record)
+    return record
+
+
+def _run_trial(
+    index: int,
+    params: Mapping[str, Any],
+    spec: ModelSpec,
+    config: StudyConfig,
+    search_split: Split,
+    evaluator: Evaluator,
+    trials: list[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """Fits and validates one configuration; a DiffrecError makes the trial "failed"."""
+    hparams = {**spec.defaults, **config.fixed, **params}
+    trial: dict[str, Any] = {
+        "index": index,
+        "state": "complete",
+        "params": dict(params),
+        "hparams": hparams,
+        "value": None,
+        "valid": None,
+        "fit_seconds": None,
+        "eval_seconds": 0.0,
+        "training": None,
+        "error": None,
+        "duplicate_of": None,
+    }
+    try:
+        model = build_model(spec, {**config.fixed, **params}, config)
+        trial["hparams"] = dict(model.hparams)
+        same = [t for t in trials if t["params"] == to_jsonable(params) and t["valid"]]
+        if model.trainable is None and same:  # closed form: the same params give the same fit
+            trial.update(state="duplicate", duplicate_of=same[0]["index"], valid=same[0]["valid"])
+        else:
+            fit_data = FitData(search_split.train, search_split.valid)
+            model_data, model_evaluator = experiment._prepared(
+                model, search_split, fit_data, evaluator, config
+            )
+            fitted, trial["fit_seconds"], training = experiment._fit(
+                model, model_data, trial_key(config.seed, index)
+            )
+            if training is not None:
+                trial["training"] = {k: v for k, v in training.items() if k != "history"}
+            t0 = time.perf_counter()
+            result = model_evaluator.evaluate(model.score, fitted, parts=("valid",))["valid"]
+            trial["eval_seconds"] = time.perf_counter() - t0
+            trial["valid"] = to_jsonable(result.summary)
+            del fitted
+        trial["value"] = trial["valid"][config.select_metric]
+    except DiffrecError as e:
+        trial.update(state="failed", error=f"{type(e).__name__}: {e}", valid=None, value=None)
+    trial["finished_utc"] = _now()
+    return trial
+
+
+def _progress_line(trial: Mapping[str, Any], n_trials: int, config: StudyConfig) -> str:
+    params = ",".join(f"{k}={_short(v)}" for k, v in trial["params"].items()) or "-"
+    head = f"{config.model} trial {trial['index'] + 1}/{n_trials} {params}: "
+    if trial["state"] == "failed":
+        return head + f"failed ({trial['error']})"
+    if trial["value"] is None:
+        return head + f"no valid {config.select_metric} (no user to evaluate)"
+    if trial["duplicate_of"] is not None:
+        note = f"duplicate of trial {trial['duplicate_of'] + 1}"
+    else:
+        note = f"fit {trial['fit_seconds']:.1f}s"
+    return head + f"valid {config.select_metric} {trial['value']:.4f} ({note})"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

@@ -1,0 +1,9 @@
+"""Test-session settings shared by every test module."""
+
+import os
+
+# Two pytest-xdist workers on a 2-core machine: one BLAS thread each avoids oversubscription,
+# which made the numpy/scipy baselines an order of magnitude slower under `pytest -n 2`.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
