@@ -20,10 +20,14 @@ import numpy as np
 
 from diffrec_jax import models as model_zoo
 from diffrec_jax.data.datasets import load_dataset
+from diffrec_jax.data.sequences import SequenceSplit
+from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.evaluation import Evaluator
 from diffrec_jax.models.base import FitData
+from diffrec_jax.models.seqbase import SeqFitData
 from diffrec_jax.results import ensure_writable_dir, environment, write_json_atomic
+from diffrec_jax.sequence_evaluation import SequenceEvaluator
 from diffrec_jax.train import train
 
 
@@ -44,6 +48,8 @@ class RunConfig:
       convention: metric convention (see :mod:`diffrec_jax.metrics`).
       select_metric: validation metric used to pick grid values.
       output_dir: where the results file is written.
+      exclude_history: sequential models only: never recommend an item of the input history
+        (False, the default, ranks history items too, as the ADRec/DiffuRec/SASRec papers).
     """
 
     models: tuple[str, ...] = ("toppop", "ease")
@@ -56,6 +62,7 @@ class RunConfig:
     convention: str = "recbole"
     select_metric: str = "Recall@20"
     output_dir: str = "results"
+    exclude_history: bool = False
 
 
 # -- hyperparameter flags -------------------------------------------------------------------------
@@ -185,6 +192,12 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
     load_time = time.perf_counter() - t0
     evaluator = Evaluator(split, ks=config.ks, convention=config.convention)
     fit_data = FitData(split.train, split.valid)
+    sequential = [n for n in config.models if _is_sequential(model_zoo.get(n))]
+    if sequential and "sequences" not in dataset.extras:
+        raise ConfigError(
+            f"--model {sequential[0]!r} is a sequential model; dataset {config.dataset!r} has "
+            "no sequences (expected a 'sequences:<file>' or 'synthetic-sequences' dataset)"
+        )
 
     runs = []
     for seed in config.seeds:
@@ -192,12 +205,17 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
         for model_index, name in enumerate(config.models):
             spec = model_zoo.get(name)
             trials, best = [], None
+            # Dataset side data (Dataset.extras, e.g. item_emb) goes to factories taking it by name.
+            side = {k: v for k, v in dataset.extras.items() if k in spec.defaults}
             for trial_index, values in enumerate(grid(hp[name])):
-                model = spec.build(**values)
+                model = spec.build(**{**side, **values})
+                model_data, model_evaluator = _prepared(
+                    model, split, fit_data, evaluator, config, dataset.extras.get("sequences")
+                )
                 key = jax.random.fold_in(jax.random.fold_in(root_key, model_index), trial_index)
-                params, fit_time, training = _fit(model, fit_data, key)
+                params, fit_time, training = _fit(model, model_data, key)
                 t_eval = time.perf_counter()
-                valid = evaluator.evaluate(model.score, params, parts=("valid",))["valid"]
+                valid = model_evaluator.evaluate(model.score, params, parts=("valid",))["valid"]
                 trial = {
                     "hparams": dict(model.hparams),
                     "valid": valid.summary,
@@ -215,10 +233,10 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
                     best is None
                     or valid.summary[config.select_metric] > best[0]["valid"][config.select_metric]
                 ):
-                    best = (trial, model, params)
-            trial, model, params = best
+                    best = (trial, model, params, model_evaluator)
+            trial, model, params, model_evaluator = best
             t_eval = time.perf_counter()
-            final = evaluator.evaluate(model.score, params, parts=("valid", "test"))
+            final = model_evaluator.evaluate(model.score, params, parts=("valid", "test"))
             runs.append(
                 {
                     "model": name,
@@ -232,7 +250,7 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
                     "grid": trials,
                 }
             )
-            del params, best
+            del params, best, model_evaluator
 
     results = {
         "config": dataclasses.asdict(config),
@@ -248,6 +266,9 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
             "convention": config.convention,
             "protocol": "valid: train rows in, train masked; test: train rows in, "
             "train+valid masked; full ranking",
+            "sequential_protocol": "leave-one-out: valid history seq[:-2], test history "
+            "seq[:-1], truncated to max_len; full ranking; history items "
+            + ("excluded" if config.exclude_history else "not excluded"),
             "select_metric": config.select_metric,
         },
         "runs": runs,
@@ -261,13 +282,54 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
     return results, path
 
 
+def _is_sequential(spec) -> bool:
+    return "max_len" in spec.defaults and spec.build().input == "sequences"
+
+
+def _prepared(
+    model,
+    split: Split,
+    fit_data: FitData,
+    evaluator: Evaluator,
+    config: Any,
+    sequences: SequenceSplit | None = None,
+):
+    """The data a model is fit and evaluated on: the run's, or `model.prepare(split)`'s.
+
+    `config` is a :class:`RunConfig` or any config with ks, convention (and exclude_history).
+    A model with a data transform (``Recommender.prepare``, e.g. T-DiffRec's time-weighted train
+    values) is fit on the transformed split and evaluated with its train values as input rows;
+    masks and truth are the transformed split's patterns, which `prepare` must keep. A
+    sequential model (``input == "sequences"``) gets the leave-one-out `sequences` split:
+    ``SeqFitData`` and a :class:`~diffrec_jax.sequence_evaluation.SequenceEvaluator`.
+    """
+    if model.input == "sequences":
+        if sequences is None:
+            raise ConfigError(f"model {model.name!r} is sequential; the data has no sequences")
+        return SeqFitData.from_split(sequences), SequenceEvaluator.from_split(
+            sequences,
+            int(model.hparams["max_len"]),
+            ks=config.ks,
+            convention=config.convention,
+            exclude_history=bool(getattr(config, "exclude_history", False)),
+        )
+    if model.prepare is None:
+        return fit_data, evaluator
+    prepared = model.prepare(split)
+    return (
+        FitData(prepared.train, prepared.valid),
+        Evaluator(prepared, ks=config.ks, convention=config.convention),
+    )
+
+
 def _fit(model, fit_data: FitData, key: jax.Array) -> tuple[Any, float, dict | None]:
     """Fits `model`; returns (params, seconds, training record or None for closed form)."""
     t_fit = time.perf_counter()
     if model.trainable is None:
         params = jax.block_until_ready(model.fit(fit_data, key))
         return params, time.perf_counter() - t_fit, None
-    result = train(model.trainable, fit_data, model.train_config, key=key)
+    inputs = {} if model.train_inputs is None else model.train_inputs(fit_data)
+    result = train(model.trainable, fit_data, model.train_config, key=key, **inputs)
     params = jax.block_until_ready(result.params)
     seconds = time.perf_counter() - t_fit
     training = {

@@ -65,6 +65,11 @@ _THRESHOLD = flags.DEFINE_float(
     "rating_threshold", None, "Keep ratings >= this value (raw logs); default keeps all."
 )
 _KCORE = flags.DEFINE_integer("kcore", None, "Iterative k-core filter on users and items.")
+_EXCLUDE_HISTORY = flags.DEFINE_bool(
+    "exclude_history",
+    False,
+    "Sequential models: never recommend an item of the input history (the papers do not).",
+)
 
 
 def _int_list(flag, name: str) -> tuple[int, ...]:
@@ -105,6 +110,8 @@ def build_config() -> RunConfig:
         updates["convention"] = _CONVENTION.value
     if present("select_metric"):
         updates["select_metric"] = _SELECT.value
+    if present("exclude_history"):
+        updates["exclude_history"] = _EXCLUDE_HISTORY.value
     options = {
         k: v
         for k, v in (

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from diffrec_jax.data.interactions import InteractionMatrix
+from diffrec_jax.data.split import Split
 
 Params = Any  # a pytree of arrays
 
@@ -85,6 +86,19 @@ class Recommender(NamedTuple):
         callers wanting the full training record can call ``diffrec_jax.train.train``); None
         for closed-form models.
       train_config: the ``diffrec_jax.train.TrainConfig`` that `fit` uses, or None.
+      prepare: ``prepare(split) -> split``, a data transform the model is defined with, or None.
+        Whoever fits and evaluates the model applies it first and uses the result for both
+        (fit data and evaluator input rows), e.g. T-DiffRec's time-weighted train values. It
+        must keep the shape and the stored-entry pattern of every matrix (the evaluator's
+        masks and truth come from the patterns).
+      input: what `fit` and `score` take: "rows" (:class:`FitData` and :class:`UserBatch`, the
+        user-vector models) or "sequences" (``SeqFitData`` and ``SeqBatch`` of
+        :mod:`diffrec_jax.models.seqbase`, the sequential models; their hparams hold
+        ``max_len``).
+      train_inputs: ``train_inputs(fit_data) -> dict`` of extra keyword arguments of
+        ``diffrec_jax.train.train`` (``source=``, ``evaluator=``) with which `fit` trains, so
+        that a caller wanting the full training record trains exactly as `fit` does; None
+        for the defaults.
     """
 
     name: str
@@ -93,6 +107,9 @@ class Recommender(NamedTuple):
     score: Callable[[Params, UserBatch], jax.Array]
     trainable: Trainable | None = None
     train_config: Any = None
+    prepare: Callable[[Split], Split] | None = None
+    input: str = "rows"
+    train_inputs: Callable[[Any], dict[str, Any]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,8 +9,15 @@
 from __future__ import annotations
 
 from diffrec_jax.train.config import TrainConfig
-from diffrec_jax.train.fit import make_fit, trained_recommender
+from diffrec_jax.train.fit import (
+    make_fit,
+    make_seq_fit,
+    seq_trained_recommender,
+    trained_recommender,
+)
 from diffrec_jax.train.loop import (
+    BatchSource,
+    DenseRows,
     EarlyStopping,
     EpochRecord,
     TrainingDiverged,
@@ -25,6 +32,10 @@ from diffrec_jax.train.loop import (
 )
 
 __all__ = [
+    "BatchSource",
+    "DenseRows",
+    "make_seq_fit",
+    "seq_trained_recommender",
     "EarlyStopping",
     "EpochRecord",
     "TrainConfig",

@@ -231,6 +231,40 @@ def strong_types(tree):
     return jax.tree.map(strong, tree)
 
 
+class BatchSource(Protocol):
+    """Where the training examples of :func:`train` come from.
+
+    Attributes:
+      n_examples: number of training examples (users, or sequences / prefixes).
+      n_items: size of the item index space (passed to ``Trainable.init``).
+    """
+
+    n_examples: int
+    n_items: int
+
+    def batch(self, indices: np.ndarray, weights: np.ndarray) -> Any:
+        """The model's batch (a pytree with leading axis B) of examples `indices` ([B] int32),
+        with row `weights` ([B] float32, 0 for padding)."""
+        ...
+
+
+class DenseRows(NamedTuple):
+    """The default source: users of a train matrix, densified batch by batch ([B, n_items])."""
+
+    matrix: InteractionMatrix
+
+    @property
+    def n_examples(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.matrix.shape[1]
+
+    def batch(self, indices: np.ndarray, weights: np.ndarray) -> UserBatch:
+        return UserBatch(indices, self.matrix.dense_rows(indices), weights)
+
+
 def validation_evaluator(data: FitData, config: TrainConfig):
     """An Evaluator over (train, valid) only: its test part is an empty matrix."""
     empty = InteractionMatrix(sp.csr_array(data.train.shape, dtype=np.float32))
@@ -306,6 +340,7 @@ def train(
     evaluator: EvaluatorLike | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     devices: list[jax.Device] | None = None,
+    source: BatchSource | None = None,
 ) -> TrainResult:
     """Trains `model` on `data.train`, selecting on `data.valid`, and returns the best params.
 
@@ -320,6 +355,9 @@ def train(
         :func:`validation_evaluator` (when `data.valid` is given).
       on_epoch: called with each :class:`EpochRecord` after the epoch (and its checkpoint).
       devices: devices of the data-parallel mesh; default all visible devices.
+      source: the training examples; default :class:`DenseRows` of ``data.train`` (one
+        :class:`UserBatch` of dense rows per step). Sequential models pass their examples
+        (``diffrec_jax.models.seqbase.SeqExamples``) and a sequence evaluator.
 
     Returns:
       A :class:`TrainResult`.
@@ -341,9 +379,9 @@ def train(
     shuffle_words = seed_words(shuffle_key)
     step_key = jax.device_put(step_key, replicated)
 
-    # -- Input: users of the train matrix, densified batch by batch ([B, n_items]).
-    train_matrix = data.train
-    n_users, n_items = train_matrix.shape
+    # -- Input: by default the users of the train matrix, densified batch by batch.
+    source = DenseRows(data.train) if source is None else source
+    n_users, n_items = source.n_examples, source.n_items
     n_steps = steps_per_epoch(n_users, config.batch_size, config.last_batch)
     if n_steps == 0:
         raise ConfigError(
@@ -391,7 +429,7 @@ def train(
             logging.info("resumed from %s at epoch %d", ckpt.directory / str(latest), latest)
 
     # -- Validation on (train, valid) only.
-    validate = data.valid is not None
+    validate = evaluator is not None or getattr(data, "valid", None) is not None
     if validate and evaluator is None:
         evaluator = validation_evaluator(data, config)
     if validate and config.max_epochs < config.eval_every:
@@ -427,7 +465,7 @@ def train(
             epoch_index = np.int32(epoch - 1)
             losses, auxes = [], []
             for batch_users, batch_weights in zip(users, weights, strict=True):
-                batch = UserBatch(batch_users, train_matrix.dense_rows(batch_users), batch_weights)
+                batch = source.batch(batch_users, batch_weights)
                 state, (loss, aux) = train_step(
                     state, sharding.put_batch(batch, mesh), step_key, epoch_index
                 )
