@@ -6,11 +6,16 @@ Use :func:`get` to look a model up by name and ``get(name).build(**hparams)`` to
 from __future__ import annotations
 
 from diffrec_jax.errors import ConfigError
+from diffrec_jax.models import adrec as _adrec
 from diffrec_jax.models import bprmf as _bprmf
 from diffrec_jax.models import diffrec as _diffrec
+from diffrec_jax.models import diffurec as _diffurec
+from diffrec_jax.models import dreamrec as _dreamrec
+from diffrec_jax.models import gru4rec as _gru4rec
 from diffrec_jax.models import ldiffrec as _ldiffrec
 from diffrec_jax.models import lightgcn as _lightgcn
 from diffrec_jax.models import multvae as _multvae
+from diffrec_jax.models import sasrec as _sasrec
 from diffrec_jax.models import tdiffrec as _tdiffrec
 from diffrec_jax.models.base import (
     FitData,
@@ -147,6 +152,42 @@ REGISTRY: dict[str, ModelSpec] = {
         _lightgcn.lightgcn_recommender,
         _lightgcn.RECOMMENDER_DEFAULTS,
         "LightGCN: BPR-trained embeddings propagated on the user-item graph",
+    ),
+    "sasrec": ModelSpec(
+        "sasrec",
+        _sasrec.sasrec_recommender,
+        _sasrec.SASREC_DEFAULTS,
+        "SASRec: causal self-attention, BCE with one sampled negative (the paper's settings)",
+    ),
+    "sasrec+": ModelSpec(
+        "sasrec+",
+        _sasrec.sasrec_plus_recommender,
+        _sasrec.SASREC_PLUS_DEFAULTS,
+        "SASRec+: SASRec with full-softmax cross entropy (ADRec's comparison settings)",
+    ),
+    "gru4rec": ModelSpec(
+        "gru4rec",
+        _gru4rec.gru4rec_recommender,
+        _gru4rec.GRU4REC_DEFAULTS,
+        "GRU4Rec: GRU over the history, full-softmax cross entropy at every position",
+    ),
+    "diffurec": ModelSpec(
+        "diffurec",
+        _diffurec.diffurec_recommender,
+        _diffurec.RECOMMENDER_DEFAULTS,
+        "DiffuRec: diffusion on the target item embedding, Transformer approximator (sequential)",
+    ),
+    "dreamrec": ModelSpec(
+        "dreamrec",
+        _dreamrec.dreamrec_recommender,
+        _dreamrec.RECOMMENDER_DEFAULTS,
+        "DreamRec: guided diffusion generating the next item embedding (sequential)",
+    ),
+    "adrec": ModelSpec(
+        "adrec",
+        _adrec.adrec_recommender,
+        _adrec.RECOMMENDER_DEFAULTS,
+        "ADRec: causal Transformer + token-level diffusion, 3 training stages (sequential)",
     ),
 }
 

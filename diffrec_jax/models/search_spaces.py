@@ -26,6 +26,11 @@ by annealing to 1) and its (latent, hidden) sizes among four layouts around the 
 (200, 600); BPR-MF 1-200 factors, learning rate log-uniform in [1e-4, 1e-1] and L2 in
 [1e-5, 1e-2]; LightGCN 1-4 layers (the paper's range), 16-256 factors (log-uniform, the paper
 fixes 64), learning rate log-uniform in [1e-4, 1e-2] and L2 in [1e-6, 1e-2] (the paper's grid).
+Sequential baselines (our choice, around the papers' settings): SASRec / SASRec+ learning rate
+log-uniform in [1e-4, 1e-2], 1-3 blocks, dropout and embedding dropout in [0, 0.5], the width
+among sizes divisible by the head count (SASRec+ also weight decay log-uniform in [1e-6, 1e-3]);
+GRU4Rec learning rate log-uniform in [1e-4, 1e-2], 1-2 layers, embedding dropout in [0, 0.5],
+embedding and hidden sizes among powers of two.
 """
 
 from __future__ import annotations
@@ -95,6 +100,28 @@ SEARCH_SPACES: Mapping[str, Mapping[str, tuple[Any, ...]]] = {
         "factors": ("int_log", 16, 256),
         "lr": ("float_log", 1e-4, 1e-2),
         "reg": ("float_log", 1e-6, 1e-2),
+    },
+    "sasrec": {
+        "lr": ("float_log", 1e-4, 1e-2),
+        "d": ("categorical", (32, 50, 64, 128)),
+        "n_blocks": ("int", 1, 3),
+        "dropout": ("float", 0.0, 0.5),
+        "emb_dropout": ("float", 0.0, 0.5),
+    },
+    "sasrec+": {
+        "lr": ("float_log", 1e-4, 1e-2),
+        "d": ("categorical", (64, 128, 256)),
+        "n_blocks": ("int", 1, 3),
+        "dropout": ("float", 0.0, 0.5),
+        "emb_dropout": ("float", 0.0, 0.5),
+        "weight_decay": ("float_log", 1e-6, 1e-3),
+    },
+    "gru4rec": {
+        "lr": ("float_log", 1e-4, 1e-2),
+        "d": ("categorical", (32, 64, 128)),
+        "hidden": ("categorical", (64, 128, 256)),
+        "n_layers": ("int", 1, 2),
+        "emb_dropout": ("float", 0.0, 0.5),
     },
 }
 

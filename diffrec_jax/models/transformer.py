@@ -45,9 +45,11 @@ def embed(table: jax.Array, history: jax.Array) -> jax.Array:
 
 
 def attention_mask(valid: jax.Array, causal: bool) -> jax.Array:
-    """[B, L] bool valid positions -> [B, 1, L, L] bool: query i may attend to key j.
+    """[B, L] bool valid positions -> bool mask, True where query i may attend to key j.
 
-    A query attends to valid keys only; with `causal`, only to keys j <= i.
+    A query attends to valid keys only; with `causal`, only to keys j <= i. Shape
+    [B, 1, L, L] when `causal`, [B, 1, 1, L] otherwise (the same for every query; it
+    broadcasts against the [B, H, L, L] logits).
     """
     mask = valid[:, None, None, :]
     if causal:
@@ -186,7 +188,9 @@ def block(
     Args:
       kv: optional precomputed (keys, values) ([B, H, Lk, d / H]) to attend over instead of
         the projections of `x` itself (a cached prefix plus the new token, see
-        :func:`project_kv`); the caller builds them from this block's input.
+        :func:`project_kv`); the caller builds them with ``project_kv(p["attn"], src,
+        n_heads)`` from this block's input ``src`` (post-LN) or from
+        ``layer_norm(p["ln1"], src)`` (pre-LN).
       key: dropout key (None: no dropout).
 
     Returns:

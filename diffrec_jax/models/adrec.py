@@ -1,0 +1,891 @@
+r"""ADRec: auto-regressive diffusion with token-level independent noise (Chen et al., KDD 2025).
+
+Architecture (d = 128, 4 heads, post-LN blocks with a GELU FFN of width 4d, LayerNorm eps
+1e-12 as the original's TF-style LayerNorm):
+
+- History: item embedding -> dropout 0.3 -> LayerNorm; no positional embedding. A causal
+  2-block Transformer (dropout 0.1, causal + padding mask) gives ``rep`` [B, L, d].
+- Denoiser: ``h = rep + lambda (x_t + temb(t))`` with lambda = 0.001 and
+  ``temb = Linear(4d, d)(SiLU(Linear(d, 4d)(sinusoidal(t * 1000 / T))))``; a second causal
+  2-block Transformer maps h to the prediction of x0 at every position.
+
+Training ("sequence" examples, one per user: history ``seq[:-1][-L:]``, targets shifted by one):
+every real target token gets its own timestep t ~ U{0..T-1} and noise,
+``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` with x0 the (raw) target embedding; padding
+keeps x0 and t = 0. Two losses on the denoised output ``o``:
+
+- ``ce``: full-softmax cross entropy of ``o @ E[:n_items]^T`` at every real position, averaged
+  over the real tokens of the batch (as the original's ``CrossEntropyLoss(ignore_index=0)``;
+  computed by :func:`diffrec_jax.models.sasrec.ce_token_mean` on the real positions only, in
+  chunks);
+- ``mse``: per sequence, ``sum_l m_l / sum_l m_l * mean_d (o - x0)^2``, averaged over sequences
+  (the original's per-sequence mask weighting).
+
+They are combined as the original's PCGrad optimiser wrapper does for the two objectives
+``[ce, loss_scale * mse]``: every parameter is shared by both, so with ``pcgrad=False`` the
+update direction is the mean of the two gradients, and with ``pcgrad=True`` each gradient is
+first projected off the other when they conflict (Yu et al. 2020; :func:`pcgrad_combine`). The
+shared training loop differentiates one scalar, so :func:`adrec_trainable`'s loss returns
+``0.5 (ce + loss_scale mse)`` whose gradient is that mean, or (PCGrad) a surrogate
+``sum(stop_gradient(g) * params) - stop_gradient(...) + loss`` whose value is the loss and whose
+gradient is the combined gradient ``g`` (both task gradients come from one forward pass and two
+VJPs). Frozen parameters (stage 2) get no gradient and do not enter the projection, as
+``requires_grad=False`` tensors in the original.
+
+Inference: the last position starts from N(0, I) (noise from ``jax.random.key(0)`` folded with
+the user index: scores do not depend on batch composition) and runs T ancestral steps in one
+``jax.lax.scan``: ``x_{t-1} = c1_t x0_hat + c2_t x_t + [t > 0] exp(0.5 v_t) z`` with
+``v = log([post_var_1, beta_1, ..., beta_{T-1}])``; the earlier positions are fed their clean
+targets (the next history item) at t = 0. Score = final vector ``@ E[:n_items]^T``. Two samplers
+give the same scores: ``"full"`` re-runs the denoiser over all L positions at every step (as the
+original); ``"cached"`` (default) uses that attention is causal and the prefix is constant: the
+keys/values of the L - 1 prefix positions of every denoiser block are computed once, and each
+step runs only the last token through the blocks (``transformer.block(..., kv=...)``).
+
+Three training stages (:func:`fit_stages`): (1) pretrain a SASRec without positional embeddings
+(:func:`diffrec_jax.models.sasrec.sasrec` with ``positions=False``: 2 causal post-LN blocks, CE
+at every position, :func:`pretrain_trainable`); (2) copy its item
+table, freeze it (no gradient, ``optax.set_to_zero``), train the rest for ``freeze_epochs``
+epochs; (3) unfreeze and train everything with early stopping. Each stage runs the shared loop
+(:func:`diffrec_jax.train.train`) with Adam (lr 1e-3, L2 weight decay 1e-5 added to the gradient
+as torch's ``Adam(weight_decay=)``) and a cosine learning-rate decay over the stage's steps.
+
+Differences from the original code (github.com/Nemo-1024/ADRec):
+
+- The original runs stages 2 and 3 as one run (one Adam state; one per-epoch
+  ``CosineAnnealingLR(T_max=500)``; the embedding is unfrozen at the start of epoch 6); here
+  they are two runs of the shared loop, each with a fresh Adam state and its own per-step cosine
+  decay, and validation (every ``eval_every`` epochs, ``patience`` evaluations) starts in
+  stage 3. Model selection uses one metric (``select_metric``), the original any improving one.
+- Attention masks padding keys (as the reference description); the original masks padding
+  *queries* only, so its real tokens also attend to left-padding positions.
+- Softmaxes are over the ``n_items`` real items; the original's also include its padding row.
+- Stage 1: the original's pretraining SASRec (``--model pretrain``) has learned positions and
+  applies LayerNorm before the embedding dropout; here (the reference description) no
+  positions, and ``sasrec.py``'s post-LN layout (dropout, then LayerNorm), its initialisation
+  (item table N(0, 1/d), torch.nn.Linear layers; the original N(0, 0.1) everywhere) and its
+  LayerNorm on the embeddings with eps 1e-12 (torch's default 1e-5 in the original).
+- Initialisation of ADRec's own layers: Transformer weights Xavier-normal, biases as
+  torch.nn.Linear (as the original); without pretraining the item table is N(0, 0.1) with a
+  zero padding row (the last row here, row 0 in the original).
+
+References:
+  Chen, Xu, Jiang, "Unlocking the Power of Diffusion Models in Sequential Recommendation: A
+  Simple and Effective Approach", KDD 2025 (arXiv 2505.19544).
+  Yu, Kumar, Gupta, Levine, Hausman, Finn, "Gradient Surgery for Multi-Task Learning",
+  NeurIPS 2020.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from diffrec_jax.diffusion.gaussian import diffusion_arrays
+from diffrec_jax.diffusion.schedules import SCHEDULES, get_schedule
+from diffrec_jax.errors import ConfigError
+from diffrec_jax.models import layers
+from diffrec_jax.models import sasrec as sasrec_model
+from diffrec_jax.models import transformer as tfm
+from diffrec_jax.models.base import Recommender, StepInfo, Trainable
+from diffrec_jax.models.seqbase import SeqBatch, SeqFitData
+
+Params = dict[str, Any]
+
+LN_EPS = 1e-12
+"""LayerNorm epsilon of ADRec's blocks and history norm (the original's TF-style LayerNorm)."""
+SAMPLERS = ("cached", "full")
+KS = (5, 10, 20)
+NOISE_SEED = 0
+"""Seed of the inference noise key (folded with the user index)."""
+
+
+class ADRecConfig(NamedTuple):
+    """Static architecture and loss settings (hashable).
+
+    Attributes:
+      d: embedding / model width.
+      n_heads: attention heads.
+      encoder_blocks: blocks of the causal history encoder.
+      denoiser_blocks: blocks of the causal denoiser.
+      emb_dropout: dropout on the history item embeddings (training only).
+      dropout: dropout inside the Transformer blocks (training only).
+      lam: lambda, the weight of ``x_t + temb`` added to the history representation.
+      steps: T diffusion steps.
+      schedule: beta schedule name (:func:`diffrec_jax.diffusion.schedules.get_schedule`).
+      loss_scale: weight of the mse objective.
+      pcgrad: combine the two objectives' gradients with PCGrad (else their mean).
+      sampler: "cached" or "full" (see the module docstring).
+    """
+
+    d: int = 128
+    n_heads: int = 4
+    encoder_blocks: int = 2
+    denoiser_blocks: int = 2
+    emb_dropout: float = 0.3
+    dropout: float = 0.1
+    lam: float = 0.001
+    steps: int = 32
+    schedule: str = "trunc_lin"
+    loss_scale: float = 1.0
+    pcgrad: bool = False
+    sampler: str = "cached"
+
+
+def check_config(cfg: ADRecConfig) -> ADRecConfig:
+    """Validates `cfg`; raises ConfigError naming the bad field."""
+    for name in ("d", "n_heads", "encoder_blocks", "denoiser_blocks", "steps"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            raise ConfigError(f"ADRec {name}={v!r}; expected a positive int")
+    if cfg.d % cfg.n_heads:
+        raise ConfigError(f"ADRec d={cfg.d} is not divisible by n_heads={cfg.n_heads}")
+    if cfg.d % 2:
+        raise ConfigError(f"ADRec d={cfg.d}; the sinusoidal time embedding needs an even d")
+    for name in ("emb_dropout", "dropout"):
+        v = getattr(cfg, name)
+        if not 0 <= v < 1:
+            raise ConfigError(f"ADRec {name}={v!r}; expected 0 <= {name} < 1")
+    if not math.isfinite(cfg.lam) or not math.isfinite(cfg.loss_scale):
+        raise ConfigError(f"ADRec lam={cfg.lam!r}, loss_scale={cfg.loss_scale!r}: not finite")
+    if cfg.schedule not in SCHEDULES or cfg.schedule in ("linear", "linear-var"):
+        raise ConfigError(
+            f"ADRec schedule={cfg.schedule!r}; expected one of the unscaled schedules "
+            f"{[s for s in SCHEDULES if s not in ('linear', 'linear-var')]}"
+        )
+    if not isinstance(cfg.pcgrad, bool | np.bool_):
+        raise ConfigError(f"ADRec pcgrad={cfg.pcgrad!r}; expected True or False")
+    if cfg.sampler not in SAMPLERS:
+        raise ConfigError(f"ADRec sampler={cfg.sampler!r}; expected one of {SAMPLERS}")
+    return cfg
+
+
+# -- diffusion arrays -----------------------------------------------------------------------------
+
+
+class Schedule(NamedTuple):
+    """[T] float32 arrays of ADRec's diffusion (computed in float64, then cast).
+
+    Attributes:
+      betas: beta_t.
+      sqrt_abar, sqrt_one_minus_abar: q_sample coefficients.
+      coef1, coef2: posterior mean coefficients (x0 and x_t).
+      model_log_var: ``log([post_var[1], beta[1], ..., beta[T-1]])``, the reverse-step log
+        variance of the original (index 0's noise is never added).
+    """
+
+    betas: jax.Array
+    sqrt_abar: jax.Array
+    sqrt_one_minus_abar: jax.Array
+    coef1: jax.Array
+    coef2: jax.Array
+    model_log_var: jax.Array
+
+
+def make_schedule(cfg: ADRecConfig) -> Schedule:
+    """The diffusion arrays of `cfg` (schedule `cfg.schedule` with `cfg.steps` steps)."""
+    a = diffusion_arrays(get_schedule(cfg.schedule, cfg.steps))
+    var = a["posterior_variance"]
+    first = var[1] if var.size > 1 else a["betas"][0]
+    log_var = np.log(np.concatenate([[first], a["betas"][1:]]))
+    f32 = lambda x: jnp.asarray(x, jnp.float32)
+    return Schedule(
+        betas=f32(a["betas"]),
+        sqrt_abar=f32(a["sqrt_alphas_cumprod"]),
+        sqrt_one_minus_abar=f32(a["sqrt_one_minus_alphas_cumprod"]),
+        coef1=f32(a["posterior_mean_coef1"]),
+        coef2=f32(a["posterior_mean_coef2"]),
+        model_log_var=f32(log_var),
+    )
+
+
+# -- parameters -----------------------------------------------------------------------------------
+
+
+def _xavier_blocks(key: jax.Array, n: int, d: int, n_heads: int) -> list[Params]:
+    """`n` post-LN blocks: Xavier-normal weights (ADRec's init_weights), torch-default biases."""
+    blocks = []
+    for k in jax.random.split(key, n):
+        k_init, k_w = jax.random.split(k)
+        p = tfm.init_block(k_init, d, n_heads)
+        linears = [p["attn"][c] for c in "qkvo"] + [p["ffn1"], p["ffn2"]]
+        for lin, kk in zip(linears, jax.random.split(k_w, len(linears)), strict=True):
+            d_in, d_out = lin["w"].shape
+            lin["w"] = math.sqrt(2.0 / (d_in + d_out)) * jax.random.normal(kk, (d_in, d_out))
+        blocks.append(p)
+    return blocks
+
+
+def init_params(
+    key: jax.Array, n_items: int, cfg: ADRecConfig, item_table: jax.Array | None = None
+) -> Params:
+    """ADRec parameters.
+
+    Returns ``{"item_emb": [n_items + 1, d] (last row padding), "hist_norm": LayerNorm,
+    "encoder": [block] * encoder_blocks, "time_embed": [Linear(d, 4d), Linear(4d, d)],
+    "denoiser": [block] * denoiser_blocks}``; `item_table` (e.g. the pretrained one) replaces
+    the random N(0, 0.1) table (copied).
+    """
+    k_emb, k_enc, k_t1, k_t2, k_den = jax.random.split(key, 5)
+    d = cfg.d
+    if item_table is None:
+        table = tfm.init_embedding(k_emb, n_items, d, std=0.1)
+    else:
+        table = jnp.array(item_table, jnp.float32)  # a copy: the loop donates its state
+        if table.shape != (n_items + 1, d):
+            raise ConfigError(
+                f"ADRec item_table has shape {table.shape}; expected {(n_items + 1, d)}"
+            )
+    return {
+        "item_emb": table,
+        "hist_norm": tfm.init_layer_norm(d),
+        "encoder": _xavier_blocks(k_enc, cfg.encoder_blocks, d, cfg.n_heads),
+        "time_embed": [tfm.init_linear(k_t1, d, 4 * d), tfm.init_linear(k_t2, 4 * d, d)],
+        "denoiser": _xavier_blocks(k_den, cfg.denoiser_blocks, d, cfg.n_heads),
+    }
+
+
+# -- forward pieces -------------------------------------------------------------------------------
+
+
+def encode_history(
+    params: Params, history: jax.Array, cfg: ADRecConfig, key: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """History representation: embedding -> dropout -> LayerNorm -> causal encoder.
+
+    Args:
+      history: [B, L] int32 left-padded with n_items.
+      key: dropout key (None: no dropout).
+
+    Returns:
+      rep [B, L, d] (zero at padding), valid [B, L] bool.
+    """
+    table = params["item_emb"]
+    valid = history != table.shape[0] - 1
+    k_emb, k_enc = jax.random.split(key) if key is not None else (None, None)
+    h = tfm.embed(table, history)
+    if k_emb is not None and cfg.emb_dropout > 0:
+        h = layers.dropout(k_emb, h, cfg.emb_dropout)
+    h = tfm.layer_norm(params["hist_norm"], h, LN_EPS)
+    rep = tfm.encoder(
+        params["encoder"],
+        h,
+        valid,
+        cfg.n_heads,
+        causal=True,
+        pre_ln=False,
+        key=k_enc,
+        rate=cfg.dropout,
+        eps=LN_EPS,
+    )
+    return rep, valid
+
+
+def time_embedding(params: Params, t: jax.Array, cfg: ADRecConfig) -> jax.Array:
+    """``Linear(4d, d)(SiLU(Linear(d, 4d)(sinusoidal(t * 1000 / T, d))))``: [...] -> [..., d]."""
+    t = jnp.asarray(t)
+    scaled = t.reshape(-1).astype(jnp.float32) * (1000.0 / cfg.steps)
+    emb = layers.timestep_embedding(scaled, cfg.d)
+    lin1, lin2 = params["time_embed"]
+    emb = tfm.linear(lin2, jax.nn.silu(tfm.linear(lin1, emb)))
+    return emb.reshape(*t.shape, cfg.d)
+
+
+def denoiser_input(
+    params: Params, rep: jax.Array, x_t: jax.Array, t: jax.Array, cfg: ADRecConfig
+) -> jax.Array:
+    """``rep + lam * (x_t + temb(t))``; rep, x_t [B, L, d], t [B, L] -> [B, L, d]."""
+    return rep + cfg.lam * (x_t + time_embedding(params, t, cfg))
+
+
+def denoise(
+    params: Params,
+    rep: jax.Array,
+    x_t: jax.Array,
+    t: jax.Array,
+    valid: jax.Array,
+    cfg: ADRecConfig,
+    key: jax.Array | None = None,
+) -> jax.Array:
+    """The x0 prediction at every position: [B, L, d] (zero at padding).
+
+    Args:
+      rep: [B, L, d] history representation (:func:`encode_history`).
+      x_t: [B, L, d] noised targets.
+      t: [B, L] int timesteps.
+      valid: [B, L] bool.
+      key: dropout key (None: no dropout).
+    """
+    h = denoiser_input(params, rep, x_t, t, cfg)
+    return tfm.encoder(
+        params["denoiser"],
+        h,
+        valid,
+        cfg.n_heads,
+        causal=True,
+        pre_ln=False,
+        key=key,
+        rate=cfg.dropout,
+        eps=LN_EPS,
+    )
+
+
+def diffusion_draws(
+    key: jax.Array, valid: jax.Array, d: int, steps: int
+) -> tuple[jax.Array, jax.Array]:
+    """Token-level independent timesteps and noise for a batch.
+
+    Args:
+      key: typed key.
+      valid: [B, L] bool, real target tokens.
+      d: embedding width.
+      steps: T.
+
+    Returns:
+      t: [B, L] int32, an independent U{0..T-1} draw for every real token, 0 at padding.
+      noise: [B, L, d] float32 standard normal.
+    """
+    k_t, k_n = jax.random.split(key)
+    t = jax.random.randint(k_t, valid.shape, 0, steps, jnp.int32)
+    t = jnp.where(valid, t, 0)
+    noise = jax.random.normal(k_n, (*valid.shape, d), jnp.float32)
+    return t, noise
+
+
+def q_sample(
+    sched: Schedule, x0: jax.Array, t: jax.Array, noise: jax.Array, valid: jax.Array
+) -> jax.Array:
+    """``sqrt(abar_t) x0 + sqrt(1 - abar_t) noise`` at real tokens, x0 at padding; [B, L, d]."""
+    x_t = sched.sqrt_abar[t][..., None] * x0 + sched.sqrt_one_minus_abar[t][..., None] * noise
+    return jnp.where(valid[..., None], x_t, x0)
+
+
+# -- losses ---------------------------------------------------------------------------------------
+
+
+def token_mean(values: jax.Array, valid: jax.Array, weights: jax.Array) -> jax.Array:
+    """Mean of per-token `values` [B, L] over the real tokens of the real rows: a scalar."""
+    w = weights[:, None] * valid.astype(values.dtype)
+    return jnp.sum(w * values) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def sequence_mse(out: jax.Array, x0: jax.Array, valid: jax.Array) -> jax.Array:
+    """Per sequence ``sum_l m_l / sum(m) * mean_d (out - x0)^2``: [B]."""
+    m = valid.astype(out.dtype)
+    se = jnp.mean(jnp.square(out - x0), axis=-1)
+    return jnp.sum(m * se, axis=-1) / jnp.maximum(jnp.sum(m, axis=-1), 1.0)
+
+
+def _row_weights(batch: SeqBatch) -> jax.Array:
+    if batch.weights is None:
+        return jnp.ones(batch.history.shape[0], jnp.float32)
+    return batch.weights
+
+
+def loss_terms(
+    params: Params,
+    batch: SeqBatch,
+    key: jax.Array,
+    cfg: ADRecConfig,
+    sched: Schedule,
+    *,
+    freeze_embedding: bool = False,
+) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+    """The two objectives of a "sequence" batch: (ce, mse, aux).
+
+    `key` is split into (draws, dropout): ``t, noise = diffusion_draws(draws, targets !=
+    n_items, d, T)``. With `freeze_embedding` the item table gets no gradient.
+
+    Returns:
+      ce: token-mean cross entropy (scalar).
+      mse: row-mean of :func:`sequence_mse` (scalar, without `loss_scale`).
+      aux: {"t_mean": mean timestep of the real tokens}.
+    """
+    if batch.targets is None or batch.targets.shape != batch.history.shape:
+        raise ConfigError("ADRec trains on 'sequence' examples: targets must be [B, L]")
+    if freeze_embedding:
+        params = {**params, "item_emb": jax.lax.stop_gradient(params["item_emb"])}
+    table = params["item_emb"]
+    k_draw, k_drop = jax.random.split(key)
+    k_hist, k_den = jax.random.split(k_drop)
+    w = _row_weights(batch)
+    rep, valid = encode_history(params, batch.history, cfg, k_hist)
+    tvalid = batch.targets != table.shape[0] - 1
+    t, noise = diffusion_draws(k_draw, tvalid, cfg.d, cfg.steps)
+    x0 = tfm.embed(table, batch.targets)
+    x_t = q_sample(sched, x0, t, noise, tvalid)
+    out = denoise(params, rep, x_t, t, valid, cfg, k_den)
+    ce = sasrec_model.ce_token_mean(out, table, batch.targets, w)
+    mse = jnp.sum(w * sequence_mse(out, x0, tvalid)) / jnp.maximum(jnp.sum(w), 1.0)
+    t_mean = token_mean(t.astype(jnp.float32), tvalid, w)
+    return ce, mse, {"t_mean": t_mean}
+
+
+def _tree_vdot(a, b) -> jax.Array:
+    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def pcgrad_combine(g1, g2):
+    """PCGrad (Yu et al. 2020) of two gradients (pytrees), mean-reduced.
+
+    If ``g1 . g2 < 0`` (dot product over all leaves), each is projected onto the normal plane
+    of the other *original* gradient, ``g1' = g1 - (g1 . g2) / |g2|^2 g2`` and symmetrically;
+    otherwise both are kept. Returns ``(g1' + g2') / 2``. With two objectives the original's
+    random task order does not matter (a projected gradient never conflicts with its own
+    original). Every parameter is shared by both objectives, so the mean applies everywhere.
+    """
+    dot = _tree_vdot(g1, g2)
+    n1 = _tree_vdot(g1, g1)
+    n2 = _tree_vdot(g2, g2)
+    conflict = dot < 0
+    c1 = jnp.where(conflict, dot / jnp.where(conflict, n2, 1.0), 0.0)
+    c2 = jnp.where(conflict, dot / jnp.where(conflict, n1, 1.0), 0.0)
+    return jax.tree.map(lambda a, b: 0.5 * ((a - c1 * b) + (b - c2 * a)), g1, g2)
+
+
+def combined_loss(
+    params: Params,
+    batch: SeqBatch,
+    key: jax.Array,
+    cfg: ADRecConfig,
+    sched: Schedule,
+    *,
+    freeze_embedding: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The scalar the training loop differentiates, and the diagnostics.
+
+    Its value is ``0.5 (ce + loss_scale mse)``. Its gradient with respect to `params` is the
+    mean of the gradients of ``ce`` and ``loss_scale * mse`` (``cfg.pcgrad`` False), or their
+    :func:`pcgrad_combine` (True), computed with one forward pass and two VJPs at
+    ``stop_gradient(params)`` and returned through the surrogate
+    ``s = sum(g * params)``: ``value = s - stop_gradient(s) + loss`` (exactly the loss in value).
+    """
+    if not cfg.pcgrad:
+        ce, mse, aux = loss_terms(params, batch, key, cfg, sched, freeze_embedding=freeze_embedding)
+        value = 0.5 * (ce + cfg.loss_scale * mse)
+        aux = {**aux, "ce": jax.lax.stop_gradient(ce), "mse": jax.lax.stop_gradient(mse)}
+        return value, aux
+
+    def objectives(p):
+        ce, mse, aux = loss_terms(p, batch, key, cfg, sched, freeze_embedding=freeze_embedding)
+        return (ce, cfg.loss_scale * mse), (ce, mse, aux)
+
+    fixed = jax.lax.stop_gradient(params)
+    _, vjp_fn, (ce, mse, aux) = jax.vjp(objectives, fixed, has_aux=True)
+    one, zero = jnp.ones((), jnp.float32), jnp.zeros((), jnp.float32)
+    (g_ce,) = vjp_fn((one, zero))
+    (g_mse,) = vjp_fn((zero, one))
+    g = pcgrad_combine(g_ce, g_mse)
+    surrogate = _tree_vdot(jax.lax.stop_gradient(g), params)
+    value = 0.5 * (ce + cfg.loss_scale * mse)
+    value = surrogate - jax.lax.stop_gradient(surrogate) + value
+    conflict = (_tree_vdot(g_ce, g_mse) < 0).astype(jnp.float32)
+    return value, {**aux, "ce": ce, "mse": mse, "conflict": conflict}
+
+
+# -- inference ------------------------------------------------------------------------------------
+
+
+def _sampler_noise(users: jax.Array, steps: int, d: int) -> jax.Array:
+    """[B, T + 1, d] standard normal: index 0 the start x_T, index 1 + i the noise of step i.
+
+    Drawn per user from ``fold_in(jax.random.key(NOISE_SEED), user)``.
+    """
+    base = jax.random.key(NOISE_SEED)
+    keys = jax.vmap(lambda u: jax.random.fold_in(base, u))(users.astype(jnp.uint32))
+    return jax.vmap(lambda k: jax.random.normal(k, (steps + 1, d), jnp.float32))(keys)
+
+
+def _reverse(sched: Schedule, x0_fn, x_start: jax.Array, noise: jax.Array, steps: int) -> jax.Array:
+    """T ancestral steps as one scan: x0_fn(x_t [B, d], t scalar int32) -> x0_hat [B, d]."""
+
+    def step(x, inputs):
+        i, z = inputs
+        x0_hat = x0_fn(x, i)
+        mean = sched.coef1[i] * x0_hat + sched.coef2[i] * x
+        sigma = jnp.where(i > 0, jnp.exp(0.5 * sched.model_log_var[i]), 0.0)
+        return mean + sigma * z, None
+
+    ts = jnp.arange(steps - 1, -1, -1, dtype=jnp.int32)
+    zs = jnp.moveaxis(noise, 1, 0)  # [T, B, d], zs[j] for the j-th step (t = T-1-j)
+    x, _ = jax.lax.scan(step, x_start, (ts, zs))
+    return x
+
+
+def sample_last(
+    params: Params, batch: SeqBatch, cfg: ADRecConfig, sched: Schedule, sampler: str
+) -> jax.Array:
+    """The denoised vector at the last position after T reverse steps: [B, d].
+
+    Args:
+      sampler: "full" (re-run the denoiser over all L positions every step) or "cached" (the
+        prefix keys/values of every denoiser block once, then one token per step).
+    """
+    table = params["item_emb"]
+    history = batch.history
+    b, n = history.shape
+    rep, valid = encode_history(params, history, cfg)
+    # Earlier positions: their clean targets (the next history item) at t = 0.
+    x_prefix = tfm.embed(table, history[:, 1:])
+    noise = _sampler_noise(batch.users, cfg.steps, cfg.d)
+    x_start, zs = noise[:, 0], noise[:, 1:]
+
+    if sampler == "full":
+        t_prefix = jnp.zeros((b, n - 1), jnp.int32)
+
+        def x0_full(x, i):
+            x_all = jnp.concatenate([x_prefix, x[:, None]], axis=1)
+            t_all = jnp.concatenate([t_prefix, jnp.full((b, 1), i, jnp.int32)], axis=1)
+            return denoise(params, rep, x_all, t_all, valid, cfg)[:, -1]
+
+        return _reverse(sched, x0_full, x_start, zs, cfg.steps)
+
+    if sampler != "cached":
+        raise ConfigError(f"ADRec sampler={sampler!r}; expected one of {SAMPLERS}")
+    # The prefix never changes and attention is causal: run the prefix once, keep every
+    # block's keys and values of the L - 1 prefix positions.
+    valid_p = valid[:, :-1]
+    h = denoiser_input(params, rep[:, :-1], x_prefix, jnp.zeros((b, n - 1), jnp.int32), cfg)
+    mask_p = tfm.attention_mask(valid_p, causal=True)
+    m_p = valid_p[..., None].astype(h.dtype)
+    cache = []
+    for p in params["denoiser"]:
+        cache.append(tfm.project_kv(p["attn"], h, cfg.n_heads))
+        h = tfm.block(p, h, mask_p, cfg.n_heads, eps=LN_EPS) * m_p
+    key_mask = valid[:, None, None, :]  # the last query sees every valid key (causal: all)
+    m_last = valid[:, -1:, None].astype(rep.dtype)
+    rep_last = rep[:, -1:]
+
+    def x0_cached(x, i):
+        t = jnp.full((b, 1), i, jnp.int32)
+        y = denoiser_input(params, rep_last, x[:, None], t, cfg)
+        for p, (k_c, v_c) in zip(params["denoiser"], cache, strict=True):
+            k_n, v_n = tfm.project_kv(p["attn"], y, cfg.n_heads)
+            kv = (jnp.concatenate([k_c, k_n], axis=2), jnp.concatenate([v_c, v_n], axis=2))
+            y = tfm.block(p, y, key_mask, cfg.n_heads, eps=LN_EPS, kv=kv) * m_last
+        return y[:, 0]
+
+    return _reverse(sched, x0_cached, x_start, zs, cfg.steps)
+
+
+@functools.lru_cache(maxsize=64)
+def make_score(cfg: ADRecConfig, sampler: str | None = None):
+    """``score(params, SeqBatch) -> [B, n_items]``: the sampled vector @ the real item rows.
+
+    Cached per (cfg, sampler): every stage and the recommender share one function object, so
+    evaluators reuse its compiled program.
+    """
+    sampler = cfg.sampler if sampler is None else sampler
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"ADRec sampler={sampler!r}; expected one of {SAMPLERS}")
+    sched = make_schedule(cfg)
+
+    def score(params: Params, batch: SeqBatch) -> jax.Array:
+        table = params["item_emb"]
+        x = sample_last(params, batch, cfg, sched, sampler)
+        return x @ table[: table.shape[0] - 1].T
+
+    return score
+
+
+# -- optimiser ------------------------------------------------------------------------------------
+
+
+def make_optimizer(
+    lr: float, weight_decay: float, decay_steps: int, *, frozen: tuple[str, ...] = ()
+) -> optax.GradientTransformation:
+    """Adam with torch-style L2 weight decay and cosine decay of the learning rate.
+
+    ``add_decayed_weights(weight_decay) -> scale_by_adam -> -cosine(lr, decay_steps)``; the
+    top-level parameter groups named in `frozen` get zero updates (``optax.set_to_zero``).
+    """
+    schedule = optax.cosine_decay_schedule(lr, max(int(decay_steps), 1))
+    tx = optax.chain(
+        optax.add_decayed_weights(weight_decay),
+        optax.scale_by_adam(),
+        optax.scale_by_learning_rate(schedule),
+    )
+    if not frozen:
+        return tx
+
+    def labels(params):
+        return {
+            k: jax.tree.map(lambda _, k=k: "frozen" if k in frozen else "train", v)
+            for k, v in params.items()
+        }
+
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+# -- the trainable --------------------------------------------------------------------------------
+
+
+def adrec_trainable(
+    cfg: ADRecConfig,
+    *,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-5,
+    decay_steps: int = 1,
+    freeze_embedding: bool = False,
+    item_table: jax.Array | None = None,
+    init_params_from: Params | None = None,
+) -> Trainable:
+    """ADRec as a :class:`~diffrec_jax.models.base.Trainable` for one training stage.
+
+    Args:
+      cfg: architecture and loss settings.
+      lr, weight_decay, decay_steps: optimiser (:func:`make_optimizer`).
+      freeze_embedding: stage 2: the item table gets no gradient and no update.
+      item_table: [n_items + 1, d] table to start from (the pretrained one), or None.
+      init_params_from: full parameters to start from (stage 3 continues stage 2), or None.
+
+    Returns:
+      ``Trainable``; model state ``()``; the loss (:func:`combined_loss`) reports aux "ce",
+      "mse", "t_mean" (and "conflict" with PCGrad).
+    """
+    cfg = check_config(cfg)
+    sched = make_schedule(cfg)
+
+    def init(key: jax.Array, n_items: int) -> tuple[Params, tuple]:
+        if init_params_from is not None:
+            n = init_params_from["item_emb"].shape[0] - 1
+            if n != n_items:
+                raise ConfigError(f"ADRec initial params have {n} items; the data {n_items}")
+            return jax.tree.map(jnp.array, init_params_from), ()
+        return init_params(key, n_items, cfg, item_table), ()
+
+    def loss(params: Params, state: tuple, batch: SeqBatch, key: jax.Array, info: StepInfo):
+        value, aux = combined_loss(
+            params, batch, key, cfg, sched, freeze_embedding=freeze_embedding
+        )
+        return value, (state, aux)
+
+    def optimizer() -> optax.GradientTransformation:
+        frozen = ("item_emb",) if freeze_embedding else ()
+        return make_optimizer(lr, weight_decay, decay_steps, frozen=frozen)
+
+    return Trainable(init, loss, make_score(cfg), optimizer)
+
+
+# -- stage 1: SASRec without positional embeddings ------------------------------------------------
+
+
+def pretrain_trainable(
+    cfg: ADRecConfig,
+    *,
+    max_len: int = 50,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-5,
+    decay_steps: int = 1,
+) -> Trainable:
+    """Stage 1: :func:`diffrec_jax.models.sasrec.sasrec` without positional embeddings, with
+    ADRec's encoder layout (post-LN, GELU, LayerNorm eps 1e-12, `cfg`'s width, heads, blocks and
+    dropouts), full-softmax CE at every position, and ADRec's optimiser (:func:`make_optimizer`:
+    cosine decay over `decay_steps`). Its item table (``sasrec.sasrec_item_table``) starts
+    ADRec."""
+    cfg = check_config(cfg)
+    model = sasrec_model.sasrec(
+        loss="ce",
+        d=cfg.d,
+        n_blocks=cfg.encoder_blocks,
+        n_heads=cfg.n_heads,
+        ffn_mult=4,
+        activation="gelu_tanh",
+        pre_ln=False,
+        scale_emb=False,
+        positions=False,
+        dropout=cfg.dropout,
+        emb_dropout=cfg.emb_dropout,
+        ln_eps=LN_EPS,
+        max_len=max_len,
+        lr=lr,
+        weight_decay=weight_decay,
+    )
+    return model._replace(optimizer=lambda: make_optimizer(lr, weight_decay, decay_steps))
+
+
+# -- the recommender ------------------------------------------------------------------------------
+
+ARCH_DEFAULTS: dict[str, Any] = dict(ADRecConfig()._asdict())
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "max_len": 50,
+    "lr": 1e-3,
+    "weight_decay": 1e-5,
+    "batch_size": 512,
+    "pretrain_epochs": 500,
+    "freeze_epochs": 5,
+    "max_epochs": 500,
+    "eval_every": 5,
+    "patience": 4,
+    "select_metric": "NDCG@20",
+}
+"""Training hyperparameters (the original's config.yaml): epochs of each stage (0 skips the
+stage), validation every `eval_every` epochs with `patience` in stages 1 and 3."""
+
+RECOMMENDER_DEFAULTS: dict[str, Any] = {**ARCH_DEFAULTS, **TRAIN_DEFAULTS}
+"""Every hyperparameter of :func:`adrec_recommender` and its default."""
+
+
+class StageResults(NamedTuple):
+    """What :func:`fit_stages` returns.
+
+    Attributes:
+      pretrain, frozen, full: the ``TrainResult`` of stages 1, 2, 3 (None when skipped).
+      params: the final parameters (stage 3's best on validation, else the last stage's).
+    """
+
+    pretrain: Any
+    frozen: Any
+    full: Any
+    params: Params
+
+
+def _values(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(hparams) - set(RECOMMENDER_DEFAULTS))
+    if unknown:
+        raise ConfigError(
+            f"model 'adrec' has no hyperparameter(s) {unknown}; expected some of "
+            f"{sorted(RECOMMENDER_DEFAULTS)}"
+        )
+    values = {**RECOMMENDER_DEFAULTS, **hparams}
+    for name in ("pretrain_epochs", "freeze_epochs", "max_epochs"):
+        v = values[name]
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
+            raise ConfigError(f"ADRec {name}={v!r}; expected an int >= 0")
+    if not values["lr"] > 0 or not values["weight_decay"] >= 0:
+        raise ConfigError(
+            f"ADRec lr={values['lr']!r}, weight_decay={values['weight_decay']!r}; expected "
+            "lr > 0 and weight_decay >= 0"
+        )
+    check_config(ADRecConfig(**{k: values[k] for k in ARCH_DEFAULTS}))
+    return values
+
+
+def fit_stages(hparams: Mapping[str, Any], data: SeqFitData, key: jax.Array) -> StageResults:
+    """Runs ADRec's three training stages through the shared loop.
+
+    Args:
+      hparams: any of :data:`RECOMMENDER_DEFAULTS`.
+      data: the training sequences and valid targets.
+      key: seeds everything (split into one key per stage).
+
+    Returns:
+      :class:`StageResults`.
+    """
+    from diffrec_jax.train.config import TrainConfig  # lazy: diffrec_jax.train imports models
+    from diffrec_jax.train.fit import seq_train_inputs
+    from diffrec_jax.train.loop import steps_per_epoch, train
+
+    values = _values(hparams)
+    cfg = ADRecConfig(**{k: values[k] for k in ARCH_DEFAULTS})
+    config = TrainConfig(
+        batch_size=values["batch_size"],
+        max_epochs=1,
+        eval_every=values["eval_every"],
+        patience=values["patience"],
+        select_metric=values["select_metric"],
+        ks=KS,
+    )
+    inputs = seq_train_inputs(config, max_len=int(values["max_len"]), examples="sequence")(data)
+    source, evaluator = inputs["source"], inputs["evaluator"]
+    n_steps = steps_per_epoch(source.n_examples, config.batch_size, config.last_batch)
+    opt = {"lr": values["lr"], "weight_decay": values["weight_decay"]}
+    k1, k2, k3 = jax.random.split(key, 3)
+
+    pre = frozen = full = None
+    table = params = None
+    if values["pretrain_epochs"] > 0:
+        epochs = values["pretrain_epochs"]
+        model = pretrain_trainable(
+            cfg, max_len=int(values["max_len"]), decay_steps=epochs * n_steps, **opt
+        )
+        pre = train(
+            model,
+            data,
+            config.replace(max_epochs=epochs),
+            key=k1,
+            source=source,
+            evaluator=evaluator,
+        )
+        table = sasrec_model.sasrec_item_table(pre.params)
+    if values["freeze_epochs"] > 0:
+        epochs = values["freeze_epochs"]
+        model = adrec_trainable(
+            cfg, decay_steps=epochs * n_steps, freeze_embedding=True, item_table=table, **opt
+        )
+        # No validation while the table is frozen (the original's first evaluation comes
+        # after the unfreezing): the stage's last parameters go on.
+        frozen = train(
+            model, data, config.replace(max_epochs=epochs), key=k2, source=source, evaluator=None
+        )
+        params = frozen.params
+    if values["max_epochs"] > 0:
+        epochs = values["max_epochs"]
+        model = adrec_trainable(
+            cfg,
+            decay_steps=epochs * n_steps,
+            item_table=table,
+            init_params_from=params,
+            **opt,
+        )
+        full = train(
+            model,
+            data,
+            config.replace(max_epochs=epochs),
+            key=k3,
+            source=source,
+            evaluator=evaluator,
+        )
+        params = full.params
+    if params is None:  # no ADRec stage ran: untrained parameters (on the pretrained table)
+        params = init_params(k3, source.n_items, cfg, table)
+    return StageResults(pre, frozen, full, params)
+
+
+def adrec_recommender(**hparams: Any) -> Recommender:
+    """ADRec as a sequential :class:`~diffrec_jax.models.base.Recommender`.
+
+    `fit(data: SeqFitData, key)` runs :func:`fit_stages` and returns the final parameters;
+    `score` is the sampler of ``hparams["sampler"]``. The training is three runs of the shared
+    loop, so ``trainable`` is None (callers wanting the training records call
+    :func:`fit_stages`); ``train_config`` is stage 3's.
+
+    Args:
+      **hparams: any of :data:`RECOMMENDER_DEFAULTS`.
+
+    Raises:
+      ConfigError: an unknown or invalid hyperparameter.
+    """
+    from diffrec_jax.train.config import TrainConfig  # lazy: diffrec_jax.train imports models
+
+    values = _values(hparams)
+    cfg = ADRecConfig(**{k: values[k] for k in ARCH_DEFAULTS})
+
+    def fit(data: SeqFitData, key: jax.Array) -> Params:
+        return fit_stages(values, data, key).params
+
+    config = TrainConfig(
+        batch_size=values["batch_size"],
+        max_epochs=max(values["max_epochs"], 1),
+        eval_every=values["eval_every"],
+        patience=values["patience"],
+        select_metric=values["select_metric"],
+        ks=KS,
+    )
+    return Recommender(
+        name="adrec",
+        hparams=values,
+        fit=fit,
+        score=make_score(cfg),
+        trainable=None,
+        train_config=config,
+        input="sequences",
+    )
