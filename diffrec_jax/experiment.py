@@ -28,7 +28,7 @@ from diffrec_jax.models.base import FitData
 from diffrec_jax.models.seqbase import SeqFitData
 from diffrec_jax.results import ensure_writable_dir, environment, write_json_atomic
 from diffrec_jax.sequence_evaluation import SequenceEvaluator
-from diffrec_jax.train import train
+from diffrec_jax.train import TrainingDiverged, sharding, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +120,7 @@ def parse_hparams(flags: Sequence[str], models: Sequence[str]) -> dict[str, dict
     """
     out: dict[str, dict[str, list]] = {m: {} for m in models}
     for flag in flags:
-        m = re.fullmatch(r"\s*(?:([\w-]+)\.)?(\w+)\s*=(.*)", flag)
+        m = re.fullmatch(r"\s*(?:([\w+-]+)\.)?(\w+)\s*=(.*)", flag)
         if not m or not m.group(3).strip():
             raise ConfigError(
                 f"--hp={flag!r}: expected name=value[,value...] or model.name=value[,value...]"
@@ -160,6 +160,26 @@ def grid(values: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 # -- the run --------------------------------------------------------------------------------------
 
 
+def check_seed(seed: Any, flag: str) -> int:
+    """Returns `seed` if it is a non-negative integer (numpy's generators refuse others).
+
+    Raises:
+      ConfigError: naming `flag`.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigError(f"{flag}={seed!r}; expected a non-negative integer")
+    return int(seed)
+
+
+def _check_distinct(values: Sequence[Any], flag: str, what: str) -> None:
+    repeated = [v for k, v in enumerate(values) if v in values[:k]]
+    if repeated:
+        raise ConfigError(
+            f"{flag}={','.join(map(str, values))} lists {what} {repeated[0]!r} more than once; "
+            f"expected each {what} once"
+        )
+
+
 def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Path]:
     """Runs the experiment and writes its results file atomically.
 
@@ -174,11 +194,22 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
 
     Returns:
       (results dict, path of the results file).
+
+    Raises:
+      TrainingDiverged: a fit's training loss (or parameters) became NaN or infinite; the
+        message names the model, seed, grid point and step. No results file is written: a
+        results file always means that every fit of the run finished (a file left by an
+        earlier run at the same path is not touched).
     """
+    if not config.models:
+        raise ConfigError("--model is empty; expected at least one model name")
     for name in config.models:
         model_zoo.get(name)  # fail fast on unknown names
+    _check_distinct(config.models, "--model", "model")
     if not config.seeds:
         raise ConfigError("--seeds is empty; expected at least one seed")
+    _check_distinct(config.seeds, "--seeds", "seed")
+    check_seed(config.data_seed, "--data_seed")
     if config.select_metric not in _metric_names(config.ks):
         raise ConfigError(
             f"--select_metric={config.select_metric!r}; expected one of {_metric_names(config.ks)}"
@@ -213,7 +244,16 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
                     model, split, fit_data, evaluator, config, dataset.extras.get("sequences")
                 )
                 key = jax.random.fold_in(jax.random.fold_in(root_key, model_index), trial_index)
-                params, fit_time, training = _fit(model, model_data, key)
+                try:
+                    params, fit_time, training = _fit(model, model_data, key)
+                except TrainingDiverged as e:
+                    raise TrainingDiverged(
+                        f"model {name!r}, seed {seed}, hparams "
+                        f"{_format_hparams(model.hparams)}: {e}; no results file written",
+                        step=e.step,
+                        epoch=e.epoch,
+                        checkpoint=e.checkpoint,
+                    ) from e
                 t_eval = time.perf_counter()
                 valid = model_evaluator.evaluate(model.score, params, parts=("valid",))["valid"]
                 trial = {
@@ -330,7 +370,8 @@ def _fit(model, fit_data: FitData, key: jax.Array) -> tuple[Any, float, dict | N
         return params, time.perf_counter() - t_fit, None
     inputs = {} if model.train_inputs is None else model.train_inputs(fit_data)
     result = train(model.trainable, fit_data, model.train_config, key=key, **inputs)
-    params = jax.block_until_ready(result.params)
+    # Over several processes the params span all of them: evaluate this process's copy.
+    params = jax.block_until_ready(sharding.addressable(result.params))
     seconds = time.perf_counter() - t_fit
     training = {
         "best_epoch": result.best_epoch,
@@ -420,9 +461,27 @@ def load_config(path: str | Path) -> RunConfig:
             f"--config={str(path)!r}: no such file; expected a Python file defining get_config()"
         )
     spec = importlib.util.spec_from_file_location(f"diffrec_jax_config_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(
+            f"--config={str(path)!r}: not a Python file; expected a .py file defining get_config()"
+        )
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = getattr(module, "get_config", lambda: None)()
+    try:
+        spec.loader.exec_module(module)
+        config = getattr(module, "get_config", lambda: None)()
+    except Exception as e:  # the file's own error, reported as a configuration error
+        import traceback
+
+        if isinstance(e, SyntaxError):
+            line = e.lineno
+        else:
+            frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == str(path)]
+            line = frames[-1].lineno if frames else None
+        where = f", line {line}" if line else ""
+        raise ConfigError(
+            f"--config={str(path)!r}{where}: {type(e).__name__}: {e}; expected a Python file "
+            "whose get_config() returns a RunConfig"
+        ) from e
     if not isinstance(config, RunConfig):
         raise ConfigError(f"--config={str(path)!r}: get_config() must return a RunConfig")
     return config

@@ -40,8 +40,10 @@ _MODEL = flags.DEFINE_list(
 _DATASET = flags.DEFINE_string(
     "dataset",
     "synthetic",
-    "A built-in dataset name (synthetic, synthetic-small, synthetic-sequences) or kind:path with "
-    "kind in diffrec, sequences, recbole, movielens, csv.",
+    "A built-in dataset name (synthetic, synthetic-small, synthetic-sequences), a public dataset "
+    "downloaded on first use into $DIFFREC_JAX_CACHE or ~/.cache/diffrec_jax (ml-100k, ml-1m, "
+    "ml-20m, ml-25m, amazon-beauty, amazon-baby, amazon-sports, amazon-toys, yelp), or kind:path "
+    "with kind in diffrec, sequences, recbole, movielens, csv, amazon, yelp.",
 )
 _DATA_SEED = flags.DEFINE_integer("data_seed", 0, "Seed of synthetic data and random splits.")
 _BUDGET = flags.DEFINE_integer("budget", 20, "Trials per model.")
@@ -117,6 +119,15 @@ def build_config() -> TuneConfig:
     )
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing; a bad flag is reported as "error: ..." with exit code 2."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -139,4 +150,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -1,16 +1,20 @@
-"""Interaction data: containers, loaders, preprocessing, splits, sequences, synthetic data."""
+"""Interaction data: containers, loaders, public datasets (:mod:`diffrec_jax.data.registry`),
+preprocessing, splits, sequences, synthetic data."""
 
 from diffrec_jax.data.datasets import Dataset, load_dataset, prepare_split
 from diffrec_jax.data.interactions import InteractionLog, InteractionMatrix
 from diffrec_jax.data.loaders import (
     DiffRecData,
+    load_amazon_reviews,
     load_csv,
     load_diffrec,
     load_diffrec_split,
     load_item_embeddings,
+    load_json_lines,
     load_movielens,
     load_recbole_inter,
     load_sequences,
+    load_yelp_reviews,
 )
 from diffrec_jax.data.preprocess import binarize, deduplicate, kcore, to_matrix
 from diffrec_jax.data.sequences import SequenceDataset, SequenceSplit
@@ -41,14 +45,17 @@ __all__ = [
     "holdout_sizes",
     "kcore",
     "leave_one_out",
+    "load_amazon_reviews",
     "load_csv",
     "load_dataset",
     "load_diffrec",
     "load_diffrec_split",
     "load_item_embeddings",
+    "load_json_lines",
     "load_movielens",
     "load_recbole_inter",
     "load_sequences",
+    "load_yelp_reviews",
     "prepare_split",
     "random_holdout",
     "synthetic_log",

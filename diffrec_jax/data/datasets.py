@@ -13,13 +13,18 @@
 ``recbole:<file>``          a RecBole ``.inter`` file
 ``movielens:<file>``        MovieLens ``u.data`` / ``ratings.dat`` / ``ratings.csv``
 ``csv:<file>``              a delimited file with a header (options user_col, item_col, ...)
+``amazon:<file>``           Amazon review JSON lines, e.g. ``reviews_Beauty_5.json[.gz]``
+``yelp:<file>``             Yelp's ``yelp_academic_dataset_review.json``
+``registry:<name>``         a public dataset of :mod:`diffrec_jax.data.registry`, downloaded
+                            into the cache on first use (options cache_dir, download); the
+                            bare name works too: ``ml-1m``, ``movielens-1m``, ``amazon-beauty``
 ==========================  ==================================================================
 
-Raw logs (synthetic, recbole, movielens, csv) go through :func:`prepare_split`: optional
-rating threshold, deduplication, optional k-core, contiguous ids, then a split. Sequence
-datasets use the sequential leave-one-out protocol and are converted with
-:meth:`~diffrec_jax.data.sequences.SequenceSplit.to_split`; the :class:`SequenceSplit` itself is
-in ``extras["sequences"]`` for sequential models.
+Raw logs (synthetic, recbole, movielens, csv, amazon, yelp, public datasets) go through
+:func:`prepare_split`: optional rating threshold, deduplication, optional k-core, contiguous
+ids, then a split. Sequence datasets use the sequential leave-one-out protocol and are
+converted with :meth:`~diffrec_jax.data.sequences.SequenceSplit.to_split`; the
+:class:`SequenceSplit` itself is in ``extras["sequences"]`` for sequential models.
 """
 
 from __future__ import annotations
@@ -27,14 +32,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from diffrec_jax.data import loaders, preprocess
+import numpy as np
+
+from diffrec_jax.data import loaders, preprocess, registry
 from diffrec_jax.data import split as splits
 from diffrec_jax.data.interactions import InteractionLog
 from diffrec_jax.data.sequences import SequenceDataset
 from diffrec_jax.data.split import Split
 from diffrec_jax.data.stats import describe
 from diffrec_jax.data.synthetic import synthetic_log, synthetic_sequences
-from diffrec_jax.errors import ConfigError
+from diffrec_jax.errors import ConfigError, DataError
 
 DEFAULT_RATIOS = (0.7, 0.1, 0.2)
 SPLIT_METHODS = ("random", "temporal", "global_temporal", "loo")
@@ -44,7 +51,7 @@ BUILTINS: dict[str, dict[str, Any]] = {
     "synthetic-small": dict(n_users=300, n_items=200, mean_length=15.0),
     "synthetic-sequences": dict(n_users=1000, n_items=500, mean_length=20.0),
 }
-KINDS = ("diffrec", "sequences", "recbole", "movielens", "csv")
+KINDS = ("diffrec", "sequences", "recbole", "movielens", "csv", "amazon", "yelp", "registry")
 
 _PIPELINE_OPTIONS = (
     "rating_threshold",
@@ -74,6 +81,7 @@ _SEQUENCE_GENERATOR_OPTIONS = (
     "user_scale",
 )
 _CSV_OPTIONS = ("user_col", "item_col", "rating_col", "timestamp_col", "sep")
+_REGISTRY_OPTIONS = ("cache_dir", "download")
 
 
 class Dataset(NamedTuple):
@@ -95,7 +103,10 @@ class Dataset(NamedTuple):
 
 def available() -> str:
     """A one-line list of the accepted specs, for messages."""
-    return f"built-in names {', '.join(BUILTINS)}; or kind:path with kind one of {', '.join(KINDS)}"
+    return (
+        f"built-in names {', '.join(BUILTINS)}; public datasets {registry.available()} (or "
+        f"registry:<name>); or kind:path with kind one of {', '.join(KINDS[:-1])}"
+    )
 
 
 def prepare_split(
@@ -123,7 +134,21 @@ def prepare_split(
     if split not in SPLIT_METHODS:
         raise ConfigError(f"split={split!r}; expected one of {', '.join(SPLIT_METHODS)}")
     if rating_threshold is not None:
+        if log.ratings is None:
+            raise DataError(
+                f"rating_threshold={rating_threshold} needs ratings, but the data has no rating "
+                "column; expected no threshold for implicit data",
+                path=log.source,
+            )
+        before = log
         log = preprocess.binarize(log, float(rating_threshold))
+        if len(log) == 0 and len(before):
+            raise DataError(
+                f"rating_threshold={rating_threshold} removed every row (ratings range from "
+                f"{before.ratings.min():g} to {before.ratings.max():g}); expected a threshold "
+                "that keeps some interactions",
+                path=log.source,
+            )
     log = preprocess.deduplicate(log, dedup)
     if isinstance(kcore, tuple | list):
         if len(kcore) != 2:
@@ -132,7 +157,14 @@ def prepare_split(
     else:
         user_k = item_k = kcore
     if user_k or item_k:
+        n_rows = len(log)
         log = preprocess.kcore(log, user_k, item_k)
+        if len(log) == 0 and n_rows:
+            raise DataError(
+                f"kcore={kcore!r} removed all {n_rows} rows; expected a smaller k (no "
+                f"({user_k}, {item_k})-core exists in this data)",
+                path=log.source,
+            )
     m = preprocess.to_matrix(log, use_ratings=use_ratings)
     values = "ratings" if use_ratings else "1 (implicit)"
     history = log.history + (
@@ -157,11 +189,13 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "recbole": _PIPELINE_OPTIONS,
     "movielens": ("format",) + _PIPELINE_OPTIONS,
     "csv": _CSV_OPTIONS + _PIPELINE_OPTIONS,
+    "amazon": _PIPELINE_OPTIONS,
+    "yelp": _PIPELINE_OPTIONS,
 }
 
 
-def _check_options(kind: str, options: dict) -> None:
-    allowed = ("name",) + _OPTIONS[kind]
+def _check_options(kind: str, options: dict, public: bool = False) -> None:
+    allowed = ("name",) + _OPTIONS[kind] + (_REGISTRY_OPTIONS if public else ())
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ConfigError(
@@ -191,7 +225,9 @@ def load_dataset(spec: str, *, seed: int = 0, **options) -> Dataset:
     Args:
       spec: a built-in name or ``kind:path``.
       seed: seed of the synthetic generators and of the random split.
-      **options: `name` (overrides the dataset name); for raw logs the pipeline options of
+      **options: `name` (overrides the dataset name); for public datasets `cache_dir` (the
+        cache root, see :func:`diffrec_jax.data.registry.cache_dir`) and `download` (False:
+        use the cache only); for raw logs the pipeline options of
         :func:`prepare_split` (rating_threshold, dedup, kcore, split, ratios, short_users,
         use_ratings); for synthetic names the generator's arguments; for ``csv`` user_col,
         item_col (required), rating_col, timestamp_col, sep; for ``movielens`` format; for
@@ -199,18 +235,36 @@ def load_dataset(spec: str, *, seed: int = 0, **options) -> Dataset:
 
     Raises:
       ConfigError: unknown name, kind or option (checked before loading anything).
-      DataError: bad file content.
+      DataError: bad file content; a public dataset that cannot be downloaded (the message
+        names the URL and where to place the file by hand).
     """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigError(f"seed={seed!r}; expected a non-negative integer")
+    public = None
     if spec in BUILTINS:
         kind, path = ("synthetic-sequences" if spec == "synthetic-sequences" else "synthetic"), ""
     else:
         kind, colon, path = spec.partition(":")
-        if not colon or kind not in KINDS or not path:
+        if not colon and registry.lookup(spec) is not None:
+            kind, path = "registry", spec
+        if kind == "registry":
+            public = registry.get(path)
+            kind = public.kind
+        elif not colon or kind not in KINDS or not path:
             raise ConfigError(f"unknown dataset {spec!r}; expected {available()}")
-    _check_options(kind, options)
+    _check_options(kind, options, public is not None)
     options = dict(options)
     name = options.pop("name", None)
-    p = Path(path)
+    if public is not None:
+        download = options.pop("download", True)
+        if not isinstance(download, bool):
+            raise ConfigError(f"download={download!r}; expected True or False")
+        p = registry.fetch(
+            public, cache_dir=options.pop("cache_dir", None), download_missing=download
+        )
+        name = name or public.name
+    else:
+        p = Path(path)
     if kind == "synthetic-sequences":
         params = {**BUILTINS[spec], **_take(options, _SEQUENCE_GENERATOR_OPTIONS)}
         return _from_sequences(synthetic_sequences(**params, seed=seed), name or spec, options)
@@ -233,6 +287,9 @@ def load_dataset(spec: str, *, seed: int = 0, **options) -> Dataset:
         fmt = options.pop("format", None)
         default = p.parent.name or p.stem
         return _from_log(loaders.load_movielens(p, format=fmt), name or default, seed, options)
+    if kind in ("amazon", "yelp"):
+        read = loaders.load_amazon_reviews if kind == "amazon" else loaders.load_yelp_reviews
+        return _from_log(read(p), name or p.name.split(".")[0], seed, options)
     csv_options = _take(options, _CSV_OPTIONS)
     for required in ("user_col", "item_col"):
         if required not in csv_options:

@@ -17,6 +17,8 @@ Formats:
 - RecBole atomic ``.inter`` files (:func:`load_recbole_inter`).
 - MovieLens ``u.data``, ``ratings.dat`` and ``ratings.csv`` (:func:`load_movielens`).
 - Any delimited file with a header of column names (:func:`load_csv`).
+- JSON lines with string or integer ids: Amazon and Yelp reviews (:func:`load_json_lines`,
+  :func:`load_amazon_reviews`, :func:`load_yelp_reviews`; ``.gz`` read directly).
 
 Integer ids are parsed with Python's ``int`` (surrounding whitespace and a leading ``+`` are
 accepted; ``"1.0"`` is not an integer) and must be non-negative and fit in int64. Ratings and
@@ -25,7 +27,12 @@ timestamps are parsed with ``float`` and must be finite.
 
 from __future__ import annotations
 
+import datetime
+import gzip
+import json
+import math
 import os
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -51,7 +58,9 @@ def _read_text(path: PathLike) -> str:
     try:
         raw = Path(path).read_bytes()
     except OSError as e:
-        raise DataError(f"cannot read file ({e.strerror or e})", path=path) from e
+        raise DataError(
+            f"cannot read file ({e.strerror or e}); expected a readable text file", path=path
+        ) from e
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -212,7 +221,10 @@ def _parse_ids(tokens: list[str], field: str, path, first_line: int) -> np.ndarr
                 ) from None
             if not -(2**63) <= value < 2**63:
                 raise DataError(
-                    f"{field} {tok!r} does not fit in int64", path=path, line=first_line + k
+                    f"{field} {tok!r} does not fit in int64; expected a non-negative integer id "
+                    "below 2**63",
+                    path=path,
+                    line=first_line + k,
                 ) from None
         raise AssertionError("unreachable") from None  # pragma: no cover
     bad = np.flatnonzero(ids < 0)
@@ -404,8 +416,9 @@ def load_csv(
             continue
         if name not in header:
             raise DataError(
-                f"no column named {name!r} ({key}); the header has "
-                f"{', '.join(repr(h) for h in header)}",
+                f"no column named {name!r} ({key}); the header split on {sep!r} has "
+                f"{', '.join(repr(h) for h in header)}; expected a header naming every column "
+                "given",
                 path=path,
                 line=1,
             )
@@ -488,6 +501,193 @@ def load_movielens(path: PathLike, *, format: str | None = None) -> InteractionL
     return _log_from_columns(path, table, 0, 1, 2, 3, names, f"MovieLens {fmt}")
 
 
+# -- JSON lines (Amazon, Yelp reviews) -------------------------------------------------------------
+
+
+def _open_binary(path: Path):
+    """The file's bytes, gzip-decompressed when the name ends in .gz."""
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+
+
+def _json_id(value, field: str, path: Path, line: int) -> str:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise DataError(
+        f"field {field!r} is {value!r}; expected a non-empty string or integer id",
+        path=path,
+        line=line,
+    )
+
+
+def _json_number(value, field: str, path: Path, line: int) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError(f"field {field!r} is {value!r}; expected a number", path=path, line=line)
+    value = float(value)
+    if not math.isfinite(value):
+        raise DataError(
+            f"field {field!r} is {value}; expected a finite number", path=path, line=line
+        )
+    return value
+
+
+def _json_time(value, field: str, fmt: str | None, path: Path, line: int) -> float:
+    if fmt is None:
+        return _json_number(value, field, path, line)
+    try:
+        moment = datetime.datetime.strptime(value, fmt)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"field {field!r} is {value!r}; expected a date like {fmt!r}", path=path, line=line
+        ) from None
+    return moment.replace(tzinfo=datetime.UTC).timestamp()
+
+
+def load_json_lines(
+    path: PathLike,
+    *,
+    user_field: str,
+    item_field: str,
+    rating_field: str | None = None,
+    timestamp_field: str | None = None,
+    timestamp_format: str | None = None,
+    what: str = "JSON lines",
+) -> InteractionLog:
+    """Reads one JSON object per line (gzip-compressed when the name ends in ``.gz``).
+
+    Ids may be strings (Amazon's ``reviewerID``/``asin``, Yelp's ``user_id``/``business_id``) or
+    integers; they are numbered 0..n-1 in sorted order of their string form (the history says
+    so). Other fields are ignored. Trailing blank lines are ignored; any other blank line, a line
+    that is not a JSON object, a missing field or a bad value is an error naming the line.
+
+    Args:
+      path: the file.
+      user_field, item_field: the id fields.
+      rating_field: a numeric field (finite), or None.
+      timestamp_field: a numeric field (seconds), or a date string parsed with
+        `timestamp_format` (``datetime.strptime``, taken as UTC), or None.
+      what: the format's name for messages and the history.
+    """
+    path = Path(path)
+    users: list[str] = []
+    items: list[str] = []
+    ratings: list[float] = []
+    times: list[float] = []
+    blank = None
+    k = 0
+    try:
+        with _open_binary(path) as f:
+            for k, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(
+                        f"not valid UTF-8 text (byte {e.start} of the line); expected a UTF-8 "
+                        f"{what} file",
+                        path=path,
+                        line=k,
+                    ) from None
+                if k == 1:
+                    line = line.removeprefix("\ufeff")
+                if not line.strip():
+                    blank = blank or k
+                    continue
+                if blank is not None:
+                    raise DataError(
+                        "empty line; expected one JSON object per line", path=path, line=blank
+                    )
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(
+                        f"not valid JSON ({e.msg}, column {e.colno}): {_short(line.rstrip())}",
+                        path=path,
+                        line=k,
+                    ) from None
+                if not isinstance(row, dict):
+                    raise DataError(
+                        f"expected a JSON object, got {type(row).__name__}", path=path, line=k
+                    )
+                fields = [user_field, item_field, rating_field, timestamp_field]
+                for field in fields:
+                    if field is not None and field not in row:
+                        raise DataError(
+                            f"no field {field!r}; expected {what} objects with "
+                            f"{', '.join(repr(f) for f in fields if f)}",
+                            path=path,
+                            line=k,
+                        )
+                users.append(_json_id(row[user_field], user_field, path, k))
+                items.append(_json_id(row[item_field], item_field, path, k))
+                if rating_field is not None:
+                    ratings.append(_json_number(row[rating_field], rating_field, path, k))
+                if timestamp_field is not None:
+                    times.append(
+                        _json_time(row[timestamp_field], timestamp_field, timestamp_format, path, k)
+                    )
+    except DataError:
+        raise
+    except FileNotFoundError as e:
+        raise DataError("cannot read file (no such file)", path=path) from e
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(
+            f"cannot read the file after line {k} ({e}); expected a complete "
+            + ("gzip-compressed " if path.name.endswith(".gz") else "")
+            + f"{what} file",
+            path=path,
+        ) from e
+    if not users:
+        raise DataError(f"file is empty; expected {what} objects, one per line", path=path)
+    user_ids, user_codes = np.unique(np.array(users), return_inverse=True)
+    item_ids, item_codes = np.unique(np.array(items), return_inverse=True)
+    history = (
+        f"loaded {len(users)} rows ({len(user_ids)} users, {len(item_ids)} items) from {what} "
+        f"file {path}; {user_field} and {item_field} numbered in sorted string order",
+    )
+    return InteractionLog(
+        user_codes.astype(np.int64),
+        item_codes.astype(np.int64),
+        np.array(ratings, np.float64) if rating_field is not None else None,
+        np.array(times, np.float64) if timestamp_field is not None else None,
+        str(path),
+        history,
+    )
+
+
+def load_amazon_reviews(path: PathLike) -> InteractionLog:
+    """Reads Amazon review JSON lines (McAuley's 2014 ``reviews_<Category>_5.json[.gz]``).
+
+    Fields used: ``reviewerID`` (user), ``asin`` (item), ``overall`` (rating 1-5) and
+    ``unixReviewTime`` (seconds). See :func:`load_json_lines`.
+    """
+    return load_json_lines(
+        path,
+        user_field="reviewerID",
+        item_field="asin",
+        rating_field="overall",
+        timestamp_field="unixReviewTime",
+        what="Amazon reviews",
+    )
+
+
+def load_yelp_reviews(path: PathLike) -> InteractionLog:
+    """Reads the Yelp Open Dataset's ``yelp_academic_dataset_review.json``.
+
+    Fields used: ``user_id``, ``business_id`` (item), ``stars`` (rating 1-5) and ``date``
+    (``"%Y-%m-%d %H:%M:%S"``, taken as UTC). See :func:`load_json_lines`.
+    """
+    return load_json_lines(
+        path,
+        user_field="user_id",
+        item_field="business_id",
+        rating_field="stars",
+        timestamp_field="date",
+        timestamp_format="%Y-%m-%d %H:%M:%S",
+        what="Yelp reviews",
+    )
+
+
 # -- DiffRec release ----------------------------------------------------------------------------
 
 
@@ -504,11 +704,46 @@ class DiffRecData(NamedTuple):
     item_emb: np.ndarray | None
 
 
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, bytes of data present) from a .npy header, without reading the data."""
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(f)
+        elif hasattr(fmt, "_read_array_header"):  # version 3.0 (utf-8 header)
+            shape, _, dtype = fmt._read_array_header(f, version)
+        else:  # pragma: no cover
+            raise ValueError(f"unsupported .npy format version {version}")
+        return shape, dtype, os.fstat(f.fileno()).st_size - f.tell()
+
+
 def _load_npy(path: Path) -> np.ndarray:
+    """Loads a numeric .npy array; never unpickles (object arrays are refused from the header,
+    before any data is read) and never allocates more than the file holds."""
     try:
+        shape, dtype, present = _npy_header(path)
+        if dtype.hasobject:
+            raise DataError(
+                f"holds Python objects (dtype {dtype}); object arrays and pickled data are "
+                "refused; expected a numeric .npy array",
+                path=path,
+            )
+        needed = math.prod(shape) * dtype.itemsize
+        if present < needed:
+            raise DataError(
+                f"not a readable .npy array: truncated (the header declares shape {shape} of "
+                f"{dtype}, {needed} bytes of data; the file holds {present}); expected a "
+                "complete .npy file",
+                path=path,
+            )
         a = np.load(path, allow_pickle=False)
+    except DataError:
+        raise
     except FileNotFoundError as e:
-        raise DataError("file not found", path=path) from e
+        raise DataError("file not found; expected a .npy file there", path=path) from e
     except (ValueError, OSError, EOFError) as e:
         raise DataError(
             f"not a readable .npy array ({e}); expected a numeric .npy file "
@@ -604,7 +839,8 @@ def load_diffrec_split(folder: PathLike, *, row_order_as_time: bool = True) -> S
                 if bad.size:
                     raise DataError(
                         f"{name} {a[bad[0], axis]} is outside the train index space (train "
-                        f"has {n} {name}s, ids 0..{n - 1})",
+                        f"has {n} {name}s, ids 0..{n - 1}); expected ids that appear in "
+                        "train_list.npy",
                         path=path,
                         row=int(bad[0]),
                     )

@@ -153,7 +153,14 @@ def _validate(
             f"DiffRec needs noise_scale > 0 (the original's noise_scale=0 "
             f"no-diffusion mode is not supported), got {noise_scale=}"
         )
-    gaussian.reverse_timesteps(steps, sampling_steps, reverse)  # checks both
+    try:
+        gaussian.reverse_timesteps(steps, sampling_steps, reverse)  # checks all three
+    except ConfigError as e:
+        if "steps_from" not in str(e):
+            raise
+        raise ConfigError(
+            f"DiffRec needs 0 <= sampling_steps <= steps, got {sampling_steps=}, {steps=} ({e})"
+        ) from None
     return tuple(dims)
 
 

@@ -71,8 +71,8 @@ def ease(lam: float = 500.0) -> Recommender:
 
     Params: ``{"weights": [n_items, n_items] float32}``.
     """
-    if not lam > 0:
-        raise ConfigError(f"EASE needs lam > 0, got {lam=}")
+    if not 0 < lam < float("inf"):  # also rejects NaN
+        raise ConfigError(f"EASE needs a finite lam > 0, got {lam=}")
 
     def fit(data: FitData, key: jax.Array) -> dict[str, jax.Array]:
         del key  # closed form

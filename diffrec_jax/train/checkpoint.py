@@ -8,10 +8,12 @@ items:
 - "meta": a JSON document (epoch, early-stopping state, history, the config fields that must
   match on resume).
 
-Saves are atomic: orbax writes into ``<epoch>.orbax-checkpoint-tmp`` and renames the directory
-when every file is written, so a crash mid-save leaves the previous checkpoints intact and the
-partial one invisible. Saves run asynchronously (device-to-host copies happen before `save`
-returns, so the caller may donate the arrays afterwards); :meth:`Checkpointer.close` waits.
+Saves are atomic: orbax writes into ``<epoch>.orbax-checkpoint-tmp-<timestamp>`` and renames
+the directory when every file is written, so a crash mid-save leaves the previous checkpoints
+intact and the partial one invisible (:meth:`Checkpointer.latest_epoch` never returns it);
+opening the directory again deletes such leftovers. Saves run asynchronously (device-to-host
+copies happen before `save` returns, so the caller may donate the arrays afterwards);
+:meth:`Checkpointer.close` waits.
 """
 
 from __future__ import annotations
@@ -21,14 +23,24 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 
 class Checkpointer:
     """Saves and restores (arrays pytree, JSON metadata) pairs, keeping the latest `keep`."""
 
     def __init__(self, directory: str | Path, keep: int):
-        self.directory = Path(directory).expanduser().resolve()
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        """Opens (creating it if needed) the checkpoint directory `directory`: a local path or
+        a URL orbax can write (``gs://...``); with several processes, a directory all of them
+        see."""
+        text = str(directory)
+        # A URL (gs://bucket/run on a TPU pod, shared by every host) stays a URL.
+        self.directory = epath.Path(text) if "://" in text else Path(text).expanduser().resolve()
+        # cleanup_tmp_directories: a save interrupted by a crash leaves a temporary directory
+        # that no step lookup sees; delete it when the directory is opened again.
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, cleanup_tmp_directories=True
+        )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_epoch(self) -> int | None:

@@ -26,8 +26,10 @@ TRAJECTORY_FIELDS = (
 class TrainConfig:
     """How to train a :class:`~diffrec_jax.models.base.Trainable`.
 
-    The defaults are DiffRec's: batch 400, shuffled every epoch, up to 1000 epochs, validation
-    Recall@20 every 5 epochs, stop after 20 epochs (4 evaluations) without improvement.
+    The defaults follow DiffRec's: batch 400, shuffled every epoch, up to 1000 epochs,
+    validation Recall@20 every 5 epochs; the generic default patience is 4 evaluations (20
+    epochs), while the DiffRec model itself uses 3, as the original code
+    (``diffrec_jax.models.diffrec``).
 
     Attributes:
       batch_size: users per optimisation step (global, over all devices); must be divisible by

@@ -11,6 +11,11 @@ an initialisation key, a step key and a shuffle key. Step ``s`` uses
 epoch ``e`` visits users in the order ``np.random.default_rng([*shuffle_words, e])``. Nothing
 depends on the number of devices, so 1 and 8 devices give the same result up to float
 reduction order.
+
+Several hosts (after ``jax.distributed.initialize``): every process runs this same function on
+the same data; the mesh spans all processes' devices, every process draws the same batch
+indices and densifies only the rows its devices hold (:mod:`diffrec_jax.train.sharding`), and
+validation runs on every process on its own devices.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ from diffrec_jax.models.base import FitData, Params, StepInfo, Trainable, UserBa
 from diffrec_jax.train import sharding
 from diffrec_jax.train.checkpoint import Checkpointer
 from diffrec_jax.train.config import TrainConfig
+
+MAX_STEPS_IN_FLIGHT = 2
+"""Update steps dispatched but not finished at any time: the host prepares the next batch
+while the device works on these, and memory holds at most this many batches plus one."""
 
 
 class TrainingDiverged(DiffrecError):
@@ -289,6 +298,27 @@ def _copy(tree):
     return jax.tree.map(jnp.copy, tree)
 
 
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    """[] bool: every inexact (float) leaf of `tree` is finite."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves] or [jnp.bool_(True)]))
+
+
+def _diverged(what: str, step: int, epoch: int, ckpt: Checkpointer | None):
+    """Raises TrainingDiverged for global `step` of `epoch`, naming the last good checkpoint."""
+    if ckpt is not None:
+        ckpt.wait()  # a save still in flight is the last good checkpoint
+    latest = None if ckpt is None else ckpt.latest_epoch()
+    last = None if latest is None else str(ckpt.directory / str(latest))
+    raise TrainingDiverged(
+        f"{what} (epoch {epoch}); last good checkpoint: {last}",
+        step=step,
+        epoch=epoch,
+        checkpoint=last,
+    )
+
+
 def _meta(
     epoch: int,
     step: int,
@@ -354,7 +384,7 @@ def train(
         ``{"valid": result}`` with ``result.summary`` a dict of floats; default
         :func:`validation_evaluator` (when `data.valid` is given).
       on_epoch: called with each :class:`EpochRecord` after the epoch (and its checkpoint).
-      devices: devices of the data-parallel mesh; default all visible devices.
+      devices: devices of the data-parallel mesh; default all devices (of all processes).
       source: the training examples; default :class:`DenseRows` of ``data.train`` (one
         :class:`UserBatch` of dense rows per step). Sequential models pass their examples
         (``diffrec_jax.models.seqbase.SeqExamples``) and a sequence evaluator.
@@ -377,7 +407,7 @@ def train(
     key = jax.random.key(config.seed) if key is None else key
     init_key, step_key, shuffle_key = jax.random.split(key, 3)
     shuffle_words = seed_words(shuffle_key)
-    step_key = jax.device_put(step_key, replicated)
+    step_key = sharding.put_replicated(step_key, mesh)
 
     # -- Input: by default the users of the train matrix, densified batch by batch.
     source = DenseRows(data.train) if source is None else source
@@ -449,6 +479,7 @@ def train(
         config.batch_size,
     )
     epoch_seconds = [r.seconds for r in history]
+    rows = sharding.process_rows(mesh, config.batch_size)
     try:
         for epoch in range(start_epoch + 1, config.max_epochs + 1):
             if stopped:
@@ -465,29 +496,34 @@ def train(
             epoch_index = np.int32(epoch - 1)
             losses, auxes = [], []
             for batch_users, batch_weights in zip(users, weights, strict=True):
-                batch = source.batch(batch_users, batch_weights)
-                state, (loss, aux) = train_step(
-                    state, sharding.put_batch(batch, mesh), step_key, epoch_index
-                )
+                # This process's rows only (all of them on one host).
+                batch = source.batch(batch_users[rows], batch_weights[rows])
+                batch = sharding.put_batch(batch, mesh, config.batch_size)
+                state, (loss, aux) = train_step(state, batch, step_key, epoch_index)
                 losses.append(loss)
                 auxes.append(aux)
+                if len(losses) > MAX_STEPS_IN_FLIGHT:
+                    # Dispatch is asynchronous: without this the host would densify and queue
+                    # a whole epoch of [batch, n_items] inputs ahead of the device.
+                    losses[-MAX_STEPS_IN_FLIGHT - 1].block_until_ready()
             losses = np.asarray(jax.device_get(losses), np.float64)
             bad = np.flatnonzero(~np.isfinite(losses))
             if bad.size:
-                bad_step = step + int(bad[0])
-                if ckpt is not None:
-                    ckpt.wait()  # a save still in flight is the last good checkpoint
-                last = (
-                    None
-                    if ckpt is None or ckpt.latest_epoch() is None
-                    else str(ckpt.directory / str(ckpt.latest_epoch()))
+                _diverged(
+                    f"training loss is {losses[bad[0]]} at step {step + int(bad[0])}",
+                    step + int(bad[0]),
+                    epoch,
+                    ckpt,
                 )
-                raise TrainingDiverged(
-                    f"training loss is {losses[bad[0]]} at step {bad_step} (epoch {epoch}); "
-                    f"last good checkpoint: {last}",
-                    step=bad_step,
-                    epoch=epoch,
-                    checkpoint=last,
+            # The last step's update may overflow with a finite loss: never validate or save
+            # non-finite parameters.
+            if not bool(_all_finite(state.params)):
+                last_step = step + len(losses) - 1
+                _diverged(
+                    f"training loss is finite but the parameters are not after step {last_step}",
+                    last_step,
+                    epoch,
+                    ckpt,
                 )
             step += len(losses)
             auxes = jax.device_get(auxes)
@@ -500,7 +536,9 @@ def train(
             )
 
             if validate and epoch % config.eval_every == 0:
-                metrics = _summary(evaluator, model.score, state.params, config.select_metric)
+                # Every process evaluates on its own devices (unchanged on one host).
+                params = sharding.addressable(state.params)
+                metrics = _summary(evaluator, model.score, params, config.select_metric)
                 record = record._replace(metrics=metrics)
                 es, improved = early_stopping_update(es, metrics[config.select_metric], epoch)
                 if improved:

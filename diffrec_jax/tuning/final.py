@@ -90,8 +90,10 @@ def refit_and_test(
     check_refit(refit)
     best = study.get("best")
     if best is None:
+        errors = [t["error"] for t in study.get("trials", ()) if t.get("error")]
+        first = f" (first error: {errors[0]})" if errors else ""
         raise ConfigError(
-            f"no trial of {config.model} finished with a {config.select_metric} value; "
+            f"no trial of {config.model} finished with a {config.select_metric} value{first}; "
             "see the errors in its study file"
         )
     params = spaces.decode_params(config.space, best["params"], f"best trial of {config.model}")

@@ -79,6 +79,13 @@ def study_configs(config: TuneConfig) -> list[StudyConfig]:
     """
     if not config.models:
         raise ConfigError("models is empty; expected at least one model")
+    repeated = sorted({m for m in config.models if config.models.count(m) > 1})
+    if repeated:
+        raise ConfigError(
+            f"models={list(config.models)} names {', '.join(map(repr, repeated))} more than "
+            "once; expected each model once"
+        )
+    experiment.check_seed(config.data_seed, "data_seed")
     unknown = sorted((set(config.spaces) | set(config.fixed)) - set(config.models))
     if unknown:
         raise ConfigError(f"spaces/fixed given for {unknown}, which are not in {config.models}")

@@ -248,6 +248,7 @@ def run_study(
     path: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
     on_trial: Callable[[Mapping[str, Any]], None] | None = None,
+    side: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Runs (or resumes) the study of `config` on train and valid.
 
@@ -260,6 +261,9 @@ def run_study(
         every trial. None keeps the study in memory.
       progress: called with one line per finished trial.
       on_trial: called with each finished trial's record after it is saved.
+      side: dataset side data passed to every build (``Dataset.extras`` entries the model
+        takes by name, e.g. L-DiffRec's ``item_emb``); neither searched nor saved, so include
+        a fingerprint of it in `dataset` for the resume check.
 
     Returns:
       The study record (as saved; see the module docstring).
@@ -323,7 +327,9 @@ def run_study(
                 n_startup_trials=config.tpe_startup,
             )
         propose_seconds = time.perf_counter() - t0
-        trial = _run_trial(index, params, spec, config, search_split, evaluator, trials)
+        trial = _run_trial(
+            index, params, spec, config, search_split, evaluator, trials, dict(side or {})
+        )
         trial["propose_seconds"] = propose_seconds
         trial["seconds"] = propose_seconds + (trial["fit_seconds"] or 0) + trial["eval_seconds"]
         trials.append(to_jsonable(trial))
@@ -350,6 +356,7 @@ def _run_trial(
     search_split: Split,
     evaluator: Evaluator,
     trials: list[Mapping[str, Any]],
+    side: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fits and validates one configuration; a DiffrecError makes the trial "failed"."""
     hparams = {**spec.defaults, **config.fixed, **params}
@@ -367,7 +374,7 @@ def _run_trial(
         "duplicate_of": None,
     }
     try:
-        model = build_model(spec, {**config.fixed, **params}, config)
+        model = build_model(spec, {**(side or {}), **config.fixed, **params}, config)
         trial["hparams"] = dict(model.hparams)
         same = [t for t in trials if t["params"] == to_jsonable(params) and t["valid"]]
         if model.trainable is None and same:  # closed form: the same params give the same fit

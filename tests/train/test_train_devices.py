@@ -6,43 +6,24 @@ The device count is fixed when JAX starts, so both runs are subprocesses (run co
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-HERE = Path(__file__).resolve().parent
+from subprocess_runs import finish, load_npz, start
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("devices")
-    procs = {}
-    for n in (1, 8):
-        env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-        env |= {
-            "JAX_NUM_CPU_DEVICES": str(n),
-            "JAX_PLATFORMS": "cpu",
-            "PYTHONPATH": os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]),
-        }
-        procs[n] = subprocess.Popen(
-            [sys.executable, str(HERE / "train_device_run.py"), str(tmp / f"{n}.npz")],
-            env=env,
-            cwd=HERE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+    procs = {
+        n: (
+            start("train_device_run.py", [tmp / f"{n}.npz"], n_devices=n, log=tmp / f"{n}.log"),
+            tmp / f"{n}.log",
         )
-    out = {}
-    for n, proc in procs.items():
-        _, stderr = proc.communicate(timeout=300)
-        assert proc.returncode == 0, stderr[-3000:]
-        with np.load(tmp / f"{n}.npz", allow_pickle=False) as f:
-            out[n] = {k: f[k] for k in f.files}
-    return out
+        for n in (1, 8)
+    }
+    finish(list(procs.values()))
+    return {n: load_npz(tmp / f"{n}.npz") for n in procs}
 
 
 def history(run):

@@ -16,10 +16,32 @@ from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.models.base import FitData, Trainable, mean_over_rows, row_weights
 
 
+@jax.custom_vjp
+def _poison_gradient(x, on):
+    """The identity on `x`, whose gradient is NaN where `on` is True."""
+    return x
+
+
+def _poison_fwd(x, on):
+    return x, on
+
+
+def _poison_bwd(on, g):
+    return jnp.where(on, jnp.nan, 1.0) * g, None
+
+
+_poison_gradient.defvjp(_poison_fwd, _poison_bwd)
+
+
 def toy_autoencoder(
-    latent: int = 8, lr: float = 1e-2, dropout: float = 0.5, nan_from_step: int | None = None
+    latent: int = 8,
+    lr: float = 1e-2,
+    dropout: float = 0.5,
+    nan_from_step: int | None = None,
+    nan_grad_at_step: int | None = None,
 ) -> Trainable:
-    """A Trainable; with `nan_from_step` its loss becomes NaN from that global step on."""
+    """A Trainable; with `nan_from_step` its loss becomes NaN from that global step on; with
+    `nan_grad_at_step` the gradient of that step is NaN while its loss stays finite."""
 
     def init(key, n_items):
         k_enc, k_dec = jax.random.split(key)
@@ -37,7 +59,10 @@ def toy_autoencoder(
     def loss(params, model_state, batch, key, info):
         keep = jax.random.bernoulli(key, 1.0 - dropout, batch.rows.shape)
         x = batch.rows * keep / (1.0 - dropout)
-        nll = -jnp.sum(jax.nn.log_softmax(logits(params, x)) * batch.rows, axis=1)
+        out = logits(params, x)
+        if nan_grad_at_step is not None:
+            out = _poison_gradient(out, info.step == nan_grad_at_step)
+        nll = -jnp.sum(jax.nn.log_softmax(out) * batch.rows, axis=1)
         value = mean_over_rows(nll, batch)
         if nan_from_step is not None:
             value = value + jnp.where(info.step >= nan_from_step, jnp.nan, 0.0)
