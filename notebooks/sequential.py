@@ -118,7 +118,7 @@ NAMES = ("adrec", "sasrec+")
 if SMALL:
     hparams = {
         "adrec": dict(d=32, n_heads=2, encoder_blocks=1, denoiser_blocks=1, steps=4, max_len=10),
-        "sasrec+": dict(d=32, n_heads=2, n_blocks=1, max_len=10, epochs=2, eval_every=1),
+        "sasrec+": dict(d=32, n_heads=2, n_blocks=1, max_len=10, max_epochs=2, eval_every=1),
     }
     hparams["adrec"] |= dict(pretrain_epochs=0, freeze_epochs=0, max_epochs=2, eval_every=1)
     for h in hparams.values():

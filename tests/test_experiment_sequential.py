@@ -11,7 +11,7 @@ from diffrec_jax.errors import ConfigError
 from diffrec_jax.experiment import RunConfig, run
 
 TINY = {
-    "epochs": [2],
+    "max_epochs": [2],
     "eval_every": [1],
     "d": [16],
     "n_heads": [2],

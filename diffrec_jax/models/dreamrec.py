@@ -419,8 +419,6 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 RECOMMENDER_DEFAULTS: dict[str, Any] = {**DEFAULTS, **TRAIN_DEFAULTS}
 """Every hyperparameter of :func:`dreamrec_recommender` and its default."""
 
-SEQ_KS = (5, 10, 20)
-
 
 def dreamrec_recommender(**hparams: Any) -> Recommender:
     """DreamRec as a sequential :class:`~diffrec_jax.models.base.Recommender` ("prefix" examples).
@@ -434,17 +432,9 @@ def dreamrec_recommender(**hparams: Any) -> Recommender:
       ConfigError: an unknown or invalid hyperparameter.
     """
     from diffrec_jax.models.diffrec import check_hparams
-    from diffrec_jax.train.config import TrainConfig
-    from diffrec_jax.train.fit import seq_trained_recommender  # lazy: avoids an import cycle
+    from diffrec_jax.train.fit import seq_train_config, seq_trained_recommender  # lazy: cycle
 
     values = check_hparams("dreamrec", hparams, RECOMMENDER_DEFAULTS)
     trainable = dreamrec(**{k: values[k] for k in DEFAULTS})
-    config = TrainConfig(
-        batch_size=values["batch_size"],
-        max_epochs=values["max_epochs"],
-        eval_every=values["eval_every"],
-        patience=values["patience"],
-        select_metric=values["select_metric"],
-        ks=SEQ_KS,
-    )
+    config = seq_train_config(values)
     return seq_trained_recommender("dreamrec", values, trainable, config, examples="prefix")

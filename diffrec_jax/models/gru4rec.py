@@ -51,7 +51,7 @@ from diffrec_jax.errors import ConfigError
 from diffrec_jax.models import transformer as tf
 from diffrec_jax.models.base import Recommender, StepInfo, Trainable
 from diffrec_jax.models.layers import dropout as drop
-from diffrec_jax.models.sasrec import ce_token_mean, example_weights, seq_train_config
+from diffrec_jax.models.sasrec import ce_token_mean, example_weights
 from diffrec_jax.models.seqbase import SeqBatch
 
 Params = dict[str, Any]
@@ -213,7 +213,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
 GRU4REC_DEFAULTS: dict[str, Any] = {
     **MODEL_DEFAULTS,
     "batch_size": 256,
-    "epochs": 200,
+    "max_epochs": 200,
     "eval_every": 5,
     "patience": 4,
     "select_metric": "NDCG@20",
@@ -228,7 +228,7 @@ def gru4rec_recommender(**hparams: Any) -> Recommender:
     Raises:
       ConfigError: an unknown or invalid hyperparameter.
     """
-    from diffrec_jax.train.fit import seq_trained_recommender  # lazy: avoids an import cycle
+    from diffrec_jax.train.fit import seq_train_config, seq_trained_recommender  # lazy: cycle
 
     unknown = sorted(set(hparams) - set(GRU4REC_DEFAULTS))
     if unknown:

@@ -450,30 +450,6 @@ def _validate(h: Mapping[str, Any]) -> None:
 
 # -- recommenders -------------------------------------------------------------------------------
 
-SEQ_TRAIN_KEYS = ("batch_size", "epochs", "eval_every", "patience", "select_metric")
-SEQ_KS = (5, 10, 20)
-
-
-def seq_train_config(values: Mapping[str, Any]):
-    """The :class:`~diffrec_jax.train.TrainConfig` of a sequential model's training hparams
-    (batch_size, epochs, eval_every, patience (0: never stop early), select_metric); the
-    validation evaluator computes HR/NDCG at 5, 10 and 20."""
-    from diffrec_jax.train.config import TrainConfig  # lazy: diffrec_jax.train imports models
-
-    metric = values["select_metric"]
-    names = {f"{m}@{k}" for m in ("HitRate", "NDCG", "Recall", "MRR") for k in SEQ_KS}
-    if metric not in names:
-        raise ConfigError(f"select_metric={metric!r}; expected one of {sorted(names)}")
-    return TrainConfig(
-        batch_size=values["batch_size"],
-        max_epochs=values["epochs"],
-        eval_every=values["eval_every"],
-        patience=values["patience"] or None,
-        select_metric=metric,
-        ks=SEQ_KS,
-    )
-
-
 MODEL_DEFAULTS: dict[str, Any] = {
     name: p.default for name, p in inspect.signature(sasrec).parameters.items()
 }
@@ -482,7 +458,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
 SASREC_DEFAULTS: dict[str, Any] = {
     **MODEL_DEFAULTS,
     "batch_size": 128,
-    "epochs": 200,
+    "max_epochs": 200,
     "eval_every": 5,
     "patience": 5,
     "select_metric": "NDCG@20",
@@ -506,7 +482,7 @@ SASREC_PLUS_DEFAULTS: dict[str, Any] = {
     "b2": 0.999,
     "weight_decay": 1e-5,
     "batch_size": 512,
-    "epochs": 500,
+    "max_epochs": 500,
     "patience": 4,
 }
 """Hyperparameters of ``"sasrec+"``: full-softmax cross entropy with ADRec's encoder (d 128,
@@ -516,7 +492,7 @@ validation every 5, stop after 4 evaluations without improvement)."""
 
 
 def _recommender(name: str, defaults: Mapping[str, Any], hparams: Mapping[str, Any]):
-    from diffrec_jax.train.fit import seq_trained_recommender  # lazy: avoids an import cycle
+    from diffrec_jax.train.fit import seq_train_config, seq_trained_recommender  # lazy: cycle
 
     unknown = sorted(set(hparams) - set(defaults))
     if unknown:

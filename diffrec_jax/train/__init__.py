@@ -12,6 +12,7 @@ from diffrec_jax.train.config import TrainConfig
 from diffrec_jax.train.fit import (
     make_fit,
     make_seq_fit,
+    seq_train_config,
     seq_trained_recommender,
     trained_recommender,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "BatchSource",
     "DenseRows",
     "make_seq_fit",
+    "seq_train_config",
     "seq_trained_recommender",
     "EarlyStopping",
     "EpochRecord",

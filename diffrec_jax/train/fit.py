@@ -135,3 +135,25 @@ def seq_trained_recommender(
         input="sequences",
         train_inputs=seq_train_inputs(config, max_len=max_len, examples=examples),
     )
+
+
+def seq_train_config(values: Mapping[str, Any]) -> TrainConfig:
+    """The :class:`TrainConfig` of a sequential model from its hyperparameters.
+
+    Reads batch_size, max_epochs, eval_every, patience (0 or None: never stop early) and
+    select_metric; the validation evaluator computes HR/NDCG (and Recall, MRR) at 5, 10, 20.
+    """
+    from diffrec_jax.sequence_evaluation import SEQ_KS
+
+    metric = values["select_metric"]
+    names = {f"{m}@{k}" for m in ("HitRate", "NDCG", "Recall", "MRR") for k in SEQ_KS}
+    if metric not in names:
+        raise ConfigError(f"select_metric={metric!r}; expected one of {sorted(names)}")
+    return TrainConfig(
+        batch_size=values["batch_size"],
+        max_epochs=values["max_epochs"],
+        eval_every=values["eval_every"],
+        patience=values["patience"] or None,
+        select_metric=metric,
+        ks=SEQ_KS,
+    )

@@ -148,7 +148,7 @@ def test_learns_next_items_on_synthetic_sequences():
 
     pop_hr = evaluator.evaluate(popularity, pop, parts=("valid",))["valid"].summary["HitRate@10"]
     # valid HR@10 here: popularity 0.171, gru4rec 0.256
-    tiny = dict(d=32, hidden=32, max_len=20, epochs=8, eval_every=8, lr=5e-3, batch_size=128)
+    tiny = dict(d=32, hidden=32, max_len=20, max_epochs=8, eval_every=8, lr=5e-3, batch_size=128)
     model = models.get("gru4rec").build(**tiny)
     params = model.fit(SeqFitData.from_split(split), jax.random.key(0))
     hr = evaluator.evaluate(model.score, params, parts=("valid",))["valid"].summary["HitRate@10"]

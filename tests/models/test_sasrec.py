@@ -284,7 +284,7 @@ def synthetic():
 def test_learns_next_items_on_synthetic_sequences(synthetic, name, lr):
     split, evaluator, pop_hr = synthetic
     # valid HR@10 here: popularity 0.171, sasrec 0.305, sasrec+ 0.298
-    tiny = dict(d=32, n_blocks=1, n_heads=1, max_len=20, epochs=8, eval_every=8, lr=lr)
+    tiny = dict(d=32, n_blocks=1, n_heads=1, max_len=20, max_epochs=8, eval_every=8, lr=lr)
     tiny.update(dropout=0.0, emb_dropout=0.2, batch_size=128, weight_decay=0.0)
     model = models.get(name).build(**tiny)
     params = model.fit(SeqFitData.from_split(split), jax.random.key(0))
