@@ -276,6 +276,37 @@ def _check_topk(topk) -> None:
 # -- models -------------------------------------------------------------------------------------
 
 
+def _knn_hparams(
+    topk: int,
+    shrink: float,
+    similarity: str,
+    normalize: bool,
+    asymmetric_alpha: float,
+    tversky_alpha: float,
+    tversky_beta: float,
+    feature_weighting: str,
+) -> tuple[dict, dict]:
+    """Checks the kNN hyperparameters; returns (all of them, the similarity's arguments)."""
+    _check_topk(topk)
+    _check_similarity(similarity, shrink, asymmetric_alpha, tversky_alpha, tversky_beta)
+    if feature_weighting not in FEATURE_WEIGHTINGS:
+        raise ConfigError(
+            f"feature_weighting={feature_weighting!r}; expected one of {FEATURE_WEIGHTINGS}"
+        )
+    hparams = dict(
+        topk=topk,
+        shrink=shrink,
+        similarity=similarity,
+        normalize=normalize,
+        asymmetric_alpha=asymmetric_alpha,
+        tversky_alpha=tversky_alpha,
+        tversky_beta=tversky_beta,
+        feature_weighting=feature_weighting,
+    )
+    sim_args = {k: v for k, v in hparams.items() if k not in ("topk", "feature_weighting")}
+    return hparams, sim_args
+
+
 def itemknn(
     topk: int = 50,
     shrink: float = 100.0,
@@ -302,23 +333,16 @@ def itemknn(
 
     Params: ``{"weights": [n_items, n_items] float32}``, at most topk nonzeros per column.
     """
-    _check_topk(topk)
-    _check_similarity(similarity, shrink, asymmetric_alpha, tversky_alpha, tversky_beta)
-    if feature_weighting not in FEATURE_WEIGHTINGS:
-        raise ConfigError(
-            f"feature_weighting={feature_weighting!r}; expected one of {FEATURE_WEIGHTINGS}"
-        )
-    hparams = dict(
-        topk=topk,
-        shrink=shrink,
-        similarity=similarity,
-        normalize=normalize,
-        asymmetric_alpha=asymmetric_alpha,
-        tversky_alpha=tversky_alpha,
-        tversky_beta=tversky_beta,
-        feature_weighting=feature_weighting,
+    hparams, sim_args = _knn_hparams(
+        topk,
+        shrink,
+        similarity,
+        normalize,
+        asymmetric_alpha,
+        tversky_alpha,
+        tversky_beta,
+        feature_weighting,
     )
-    sim_args = {k: v for k, v in hparams.items() if k not in ("topk", "feature_weighting")}
 
     def fit(data: FitData, key: jax.Array) -> dict[str, jax.Array]:
         del key  # deterministic
@@ -353,23 +377,16 @@ def userknn(
     Params: ``{"neighbours": [n_users, k] int32, "weights": [n_users, k] float32,
     "train": [n_users, n_items] float32}`` with k = min(topk, n_users).
     """
-    _check_topk(topk)
-    _check_similarity(similarity, shrink, asymmetric_alpha, tversky_alpha, tversky_beta)
-    if feature_weighting not in FEATURE_WEIGHTINGS:
-        raise ConfigError(
-            f"feature_weighting={feature_weighting!r}; expected one of {FEATURE_WEIGHTINGS}"
-        )
-    hparams = dict(
-        topk=topk,
-        shrink=shrink,
-        similarity=similarity,
-        normalize=normalize,
-        asymmetric_alpha=asymmetric_alpha,
-        tversky_alpha=tversky_alpha,
-        tversky_beta=tversky_beta,
-        feature_weighting=feature_weighting,
+    hparams, sim_args = _knn_hparams(
+        topk,
+        shrink,
+        similarity,
+        normalize,
+        asymmetric_alpha,
+        tversky_alpha,
+        tversky_beta,
+        feature_weighting,
     )
-    sim_args = {k: v for k, v in hparams.items() if k not in ("topk", "feature_weighting")}
 
     def fit(data: FitData, key: jax.Array) -> dict[str, jax.Array]:
         del key  # deterministic
