@@ -91,7 +91,7 @@ import optax
 from diffrec_jax.diffusion.gaussian import diffusion_arrays
 from diffrec_jax.diffusion.schedules import SCHEDULES, get_schedule
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models import layers
+from diffrec_jax.models import layers, packing
 from diffrec_jax.models import sasrec as sasrec_model
 from diffrec_jax.models import transformer as tfm
 from diffrec_jax.models.base import Recommender, StepInfo, Trainable
@@ -123,6 +123,9 @@ class ADRecConfig(NamedTuple):
       loss_scale: weight of the mse objective.
       pcgrad: combine the two objectives' gradients with PCGrad (else their mean).
       sampler: "cached" or "full" (see the module docstring).
+      pack_ratio: train on packed rows (:mod:`diffrec_jax.models.packing`; the same losses up
+        to dropout masks): the real tokens of B examples in ``ceil(pack_ratio * B)`` rows, a
+        batch that does not fit unpacked. 0: off.
     """
 
     d: int = 128
@@ -137,6 +140,7 @@ class ADRecConfig(NamedTuple):
     loss_scale: float = 1.0
     pcgrad: bool = False
     sampler: str = "cached"
+    pack_ratio: float = packing.DEFAULT_RATIO
 
 
 def check_config(cfg: ADRecConfig) -> ADRecConfig:
@@ -164,6 +168,8 @@ def check_config(cfg: ADRecConfig) -> ADRecConfig:
         raise ConfigError(f"ADRec pcgrad={cfg.pcgrad!r}; expected True or False")
     if cfg.sampler not in SAMPLERS:
         raise ConfigError(f"ADRec sampler={cfg.sampler!r}; expected one of {SAMPLERS}")
+    if not 0 <= cfg.pack_ratio <= 1:
+        raise ConfigError(f"ADRec pack_ratio={cfg.pack_ratio!r}; expected 0 <= pack_ratio <= 1")
     return cfg
 
 
@@ -256,13 +262,18 @@ def init_params(
 
 
 def encode_history(
-    params: Params, history: jax.Array, cfg: ADRecConfig, key: jax.Array | None = None
+    params: Params,
+    history: jax.Array,
+    cfg: ADRecConfig,
+    key: jax.Array | None = None,
+    segments: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """History representation: embedding -> dropout -> LayerNorm -> causal encoder.
 
     Args:
-      history: [B, L] int32 left-padded with n_items.
+      history: [B, L] int32 left-padded with n_items (or packed rows).
       key: dropout key (None: no dropout).
+      segments: [B, L] int segment of every token of packed rows, or None.
 
     Returns:
       rep [B, L, d] (zero at padding), valid [B, L] bool.
@@ -284,6 +295,7 @@ def encode_history(
         key=k_enc,
         rate=cfg.dropout,
         eps=LN_EPS,
+        segments=segments,
     )
     return rep, valid
 
@@ -313,6 +325,7 @@ def denoise(
     valid: jax.Array,
     cfg: ADRecConfig,
     key: jax.Array | None = None,
+    segments: jax.Array | None = None,
 ) -> jax.Array:
     """The x0 prediction at every position: [B, L, d] (zero at padding).
 
@@ -322,6 +335,7 @@ def denoise(
       t: [B, L] int timesteps.
       valid: [B, L] bool.
       key: dropout key (None: no dropout).
+      segments: [B, L] int segment of every token of packed rows, or None.
     """
     h = denoiser_input(params, rep, x_t, t, cfg)
     return tfm.encoder(
@@ -334,6 +348,7 @@ def denoise(
         key=key,
         rate=cfg.dropout,
         eps=LN_EPS,
+        segments=segments,
     )
 
 
@@ -376,11 +391,33 @@ def token_mean(values: jax.Array, valid: jax.Array, weights: jax.Array) -> jax.A
     return jnp.sum(w * values) / jnp.maximum(jnp.sum(w), 1.0)
 
 
-def sequence_mse(out: jax.Array, x0: jax.Array, valid: jax.Array) -> jax.Array:
-    """Per sequence ``sum_l m_l / sum(m) * mean_d (out - x0)^2``: [B]."""
+def sequence_mse(
+    out: jax.Array,
+    x0: jax.Array,
+    valid: jax.Array,
+    segments: jax.Array | None = None,
+    n_sequences: int | None = None,
+) -> jax.Array:
+    """Per sequence ``sum_l m_l / sum(m) * mean_d (out - x0)^2``.
+
+    Args:
+      out, x0: [R, L, d].
+      valid: [R, L] bool mask m.
+      segments: [R, L] int sequence of every token (packed rows; -1 at empty slots), or None
+        when row r is sequence r.
+      n_sequences: number of sequences (needed with `segments`).
+
+    Returns:
+      [R] without `segments`, else [n_sequences].
+    """
     m = valid.astype(out.dtype)
-    se = jnp.mean(jnp.square(out - x0), axis=-1)
-    return jnp.sum(m * se, axis=-1) / jnp.maximum(jnp.sum(m, axis=-1), 1.0)
+    se = m * jnp.mean(jnp.square(out - x0), axis=-1)
+    if segments is None:
+        return jnp.sum(se, axis=-1) / jnp.maximum(jnp.sum(m, axis=-1), 1.0)
+    seg = segments.reshape(-1)
+    total = jax.ops.segment_sum(se.reshape(-1), seg, n_sequences)
+    count = jax.ops.segment_sum(m.reshape(-1), seg, n_sequences)
+    return total / jnp.maximum(count, 1.0)
 
 
 def _row_weights(batch: SeqBatch) -> jax.Array:
@@ -401,31 +438,48 @@ def loss_terms(
     """The two objectives of a "sequence" batch: (ce, mse, aux).
 
     `key` is split into (draws, dropout): ``t, noise = diffusion_draws(draws, targets !=
-    n_items, d, T)``. With `freeze_embedding` the item table gets no gradient.
+    n_items, d, T)`` (in the batch layout: the same draws whether the batch runs packed or
+    not, ``cfg.pack_ratio``). With `freeze_embedding` the item table gets no gradient.
 
     Returns:
       ce: token-mean cross entropy (scalar).
-      mse: row-mean of :func:`sequence_mse` (scalar, without `loss_scale`).
-      aux: {"t_mean": mean timestep of the real tokens}.
+      mse: example-weighted mean of :func:`sequence_mse` (scalar, without `loss_scale`).
+      aux: {"t_mean": mean timestep of the real tokens, "packed": 1 if the batch ran packed}.
     """
     if batch.targets is None or batch.targets.shape != batch.history.shape:
         raise ConfigError("ADRec trains on 'sequence' examples: targets must be [B, L]")
     if freeze_embedding:
         params = {**params, "item_emb": jax.lax.stop_gradient(params["item_emb"])}
     table = params["item_emb"]
+    pad = table.shape[0] - 1
     k_draw, k_drop = jax.random.split(key)
     k_hist, k_den = jax.random.split(k_drop)
     w = _row_weights(batch)
-    rep, valid = encode_history(params, batch.history, cfg, k_hist)
-    tvalid = batch.targets != table.shape[0] - 1
+    b, length = batch.history.shape
+    tvalid = batch.targets != pad
     t, noise = diffusion_draws(k_draw, tvalid, cfg.d, cfg.steps)
-    x0 = tfm.embed(table, batch.targets)
-    x_t = q_sample(sched, x0, t, noise, tvalid)
-    out = denoise(params, rep, x_t, t, valid, cfg, k_den)
-    ce = sasrec_model.ce_token_mean(out, table, batch.targets, w)
-    mse = jnp.sum(w * sequence_mse(out, x0, tvalid)) / jnp.maximum(jnp.sum(w), 1.0)
+    w_token = sasrec_model.token_weights(w, batch.targets, pad)
+    n_rows = packing.rows(b, cfg.pack_ratio)
+    plan = packing.plan(batch.history != pad, n_rows) if n_rows else None
+
+    def terms(layout: packing.Packing) -> tuple[jax.Array, jax.Array]:
+        targets = packing.gather(batch.targets, layout, pad)
+        t_l = packing.gather(t, layout, 0)
+        tv = targets != pad
+        rep, valid = encode_history(
+            params, packing.gather(batch.history, layout, pad), cfg, k_hist, layout.segment
+        )
+        x0 = tfm.embed(table, targets)
+        x_t = q_sample(sched, x0, t_l, packing.gather(noise, layout, 0.0), tv)
+        out = denoise(params, rep, x_t, t_l, valid, cfg, k_den, layout.segment)
+        ce = sasrec_model.ce_token_mean(out, table, targets, packing.gather(w_token, layout, 0.0))
+        per_sequence = sequence_mse(out, x0, tv, layout.segment, b)
+        return ce, jnp.sum(w * per_sequence) / jnp.maximum(jnp.sum(w), 1.0)
+
+    ce, mse = packing.packed_or_unpacked(plan, terms, b, length)
     t_mean = token_mean(t.astype(jnp.float32), tvalid, w)
-    return ce, mse, {"t_mean": t_mean}
+    packed = jnp.float32(0.0) if plan is None else plan.fits.astype(jnp.float32)
+    return ce, mse, {"t_mean": t_mean, "packed": packed}
 
 
 def _tree_vdot(a, b) -> jax.Array:
@@ -707,6 +761,7 @@ def pretrain_trainable(
         max_len=max_len,
         lr=lr,
         weight_decay=weight_decay,
+        pack_ratio=cfg.pack_ratio,
     )
     return model._replace(optimizer=lambda: make_optimizer(lr, weight_decay, decay_steps))
 

@@ -75,6 +75,7 @@ import jax.numpy as jnp
 import optax
 
 from diffrec_jax.errors import ConfigError
+from diffrec_jax.models import packing
 from diffrec_jax.models import transformer as tf
 from diffrec_jax.models.base import Recommender, StepInfo, Trainable
 from diffrec_jax.models.layers import dropout as drop
@@ -149,6 +150,8 @@ def hidden_states(
     key: jax.Array | None = None,
     dropout: float = 0.0,
     emb_dropout: float = 0.0,
+    segments: jax.Array | None = None,
+    columns: jax.Array | None = None,
 ) -> jax.Array:
     """The encoder output F at every position.
 
@@ -157,6 +160,9 @@ def hidden_states(
       history: [B, L] int, left-padded with n_items (= rows of the item table - 1); L must not
         exceed the positional table's max_len when positions are on.
       key: dropout key; None for no dropout (scoring).
+      segments, columns: for packed rows (:mod:`diffrec_jax.models.packing`): [B, L] int
+        segment of every token (attention stays within it) and its column in the unpacked
+        window (for the positional embedding); None for ordinary rows.
 
     Returns:
       [B, L, d] float32, zero at padding positions.
@@ -172,7 +178,10 @@ def hidden_states(
         max_len, length = params["pos_emb"].shape[0], history.shape[1]
         if length > max_len:
             raise ConfigError(f"history length {length} exceeds the model's max_len={max_len}")
-        x = x + params["pos_emb"][max_len - length :]
+        if columns is None:
+            x = x + params["pos_emb"][max_len - length :]
+        else:
+            x = x + params["pos_emb"][max_len - length + columns]
     k_emb, k_enc = jax.random.split(key) if key is not None else (None, None)
     if k_emb is not None and emb_dropout > 0:
         x = drop(k_emb, x, emb_dropout)
@@ -190,6 +199,7 @@ def hidden_states(
         rate=dropout,
         activation=activation,
         eps=eps,
+        segments=segments,
     )
     if pre_ln:
         x = tf.layer_norm(params["ln"], x, eps) * mask
@@ -232,10 +242,18 @@ def example_weights(batch: SeqBatch) -> jax.Array:
     return batch.weights
 
 
+def token_weights(weights: jax.Array, targets: jax.Array, pad: int) -> jax.Array:
+    """[B, L] weight of every position: its example's weight (`weights` [B]) where the target
+    is real, 0 elsewhere. `weights` [B, L] (already per position) are masked the same way."""
+    w = weights if weights.ndim == 2 else weights[:, None]
+    return w * (targets != pad)
+
+
 def token_mean(values: jax.Array, targets: jax.Array, weights: jax.Array, pad: int) -> jax.Array:
     """Mean of per-position `values` ([B, L]) over the real positions (target != pad) of the
-    real examples (weights [B], 0 for the padding rows of the last batch): a scalar."""
-    w = weights[:, None] * (targets != pad)
+    real examples (weights [B] or [B, L], 0 for the padding rows of the last batch): a
+    scalar."""
+    w = token_weights(weights, targets, pad)
     return jnp.sum(w * values) / jnp.maximum(jnp.sum(w), 1.0)
 
 
@@ -269,7 +287,7 @@ def ce_token_mean(
       h: [B, L, d] outputs.
       table: [n_items + 1, d] item table (the last row is the padding item, never a class).
       targets: [B, L] int, ``n_items`` where there is no target.
-      weights: [B] example weights.
+      weights: [B] example weights, or [B, L] per position (packed rows).
       chunk: positions per chunk.
 
     Returns:
@@ -277,7 +295,7 @@ def ce_token_mean(
     """
     b, n, d = h.shape
     pad = table.shape[0] - 1
-    w = (weights[:, None] * (targets != pad)).reshape(-1)
+    w = token_weights(weights, targets, pad).reshape(-1)
     size = b * n
     chunk = min(int(chunk), size)
     n_chunks = -(-size // chunk)
@@ -336,6 +354,7 @@ def sasrec(
     lr: float = 1e-3,
     b2: float = 0.98,
     weight_decay: float = 0.0,
+    pack_ratio: float = packing.DEFAULT_RATIO,
 ) -> Trainable:
     """SASRec as a :class:`~diffrec_jax.models.base.Trainable` (maths in the module docstring).
 
@@ -356,11 +375,14 @@ def sasrec(
       lr, b2: Adam learning rate and second-moment decay.
       weight_decay: L2 penalty added to the gradient before Adam (torch.optim.Adam's
         weight_decay), on every parameter.
+      pack_ratio: train on packed rows (:mod:`diffrec_jax.models.packing`): the real tokens
+        of a batch of B examples in ``ceil(pack_ratio * B)`` rows, a batch that does not fit
+        unpacked; the same loss up to dropout masks, faster on short sequences. 0: off.
 
     Returns:
       ``Trainable(init, loss, score, optimizer)`` over :class:`SeqBatch` ("sequence" examples);
       params as :func:`init_sasrec`, model state ``()``; aux ``{"positions": mean number of real
-      positions per example}``.
+      positions per example, "packed": 1 if the batch ran packed}``.
 
     Raises:
       ConfigError: an invalid hyperparameter (the message names it).
@@ -394,16 +416,36 @@ def sasrec(
         table = params["item_emb"]
         pad = table.shape[0] - 1
         k_drop, k_neg = jax.random.split(key)
-        h = forward(params, batch.history, key=k_drop, dropout=dropout, emb_dropout=emb_dropout)
+        b, length = batch.history.shape
         weights = example_weights(batch)
-        if loss == "ce":
-            value = ce_token_mean(h, table, batch.targets, weights)
-        else:
+        w_token = token_weights(weights, batch.targets, pad)
+        if loss == "bce":  # drawn in the batch layout: the same negatives packed or not
             negatives = sample_negatives(k_neg, batch.history, batch.targets, pad)
-            per_position = bce_per_position(h, table, batch.targets, negatives)
-            value = token_mean(per_position, batch.targets, weights, pad)
-        n_real = jnp.sum(weights[:, None] * (batch.targets != pad))
-        aux = {"positions": n_real / jnp.maximum(jnp.sum(weights), 1.0)}
+        n_rows = packing.rows(b, pack_ratio)
+        plan = packing.plan(batch.history != pad, n_rows) if n_rows else None
+
+        def loss_of(layout: packing.Packing) -> jax.Array:
+            targets = packing.gather(batch.targets, layout, pad)
+            w = packing.gather(w_token, layout, 0.0)
+            h = forward(
+                params,
+                packing.gather(batch.history, layout, pad),
+                key=k_drop,
+                dropout=dropout,
+                emb_dropout=emb_dropout,
+                segments=layout.segment,
+                columns=layout.column,
+            )
+            if loss == "ce":
+                return ce_token_mean(h, table, targets, w)
+            per_position = bce_per_position(h, table, targets, packing.gather(negatives, layout, 0))
+            return token_mean(per_position, targets, w, pad)
+
+        value = packing.packed_or_unpacked(plan, loss_of, b, length)
+        aux = {
+            "positions": jnp.sum(w_token) / jnp.maximum(jnp.sum(weights), 1.0),
+            "packed": jnp.float32(0.0) if plan is None else plan.fits.astype(jnp.float32),
+        }
         return value, (state, aux)
 
     def score(params: Params, batch: SeqBatch) -> jax.Array:
@@ -446,6 +488,8 @@ def _validate(h: Mapping[str, Any]) -> None:
         )
     if not h["weight_decay"] >= 0:
         raise ConfigError(f"SASRec weight_decay={h['weight_decay']}; expected >= 0")
+    if not 0 <= h["pack_ratio"] <= 1:
+        raise ConfigError(f"SASRec pack_ratio={h['pack_ratio']!r}; expected 0 <= pack_ratio <= 1")
 
 
 # -- recommenders -------------------------------------------------------------------------------

@@ -44,17 +44,20 @@ def embed(table: jax.Array, history: jax.Array) -> jax.Array:
     return jnp.take(table, history, axis=0)
 
 
-def attention_mask(valid: jax.Array, causal: bool) -> jax.Array:
+def attention_mask(valid: jax.Array, causal: bool, segments: jax.Array | None = None) -> jax.Array:
     """[B, L] bool valid positions -> bool mask, True where query i may attend to key j.
 
-    A query attends to valid keys only; with `causal`, only to keys j <= i. Shape
-    [B, 1, L, L] when `causal`, [B, 1, 1, L] otherwise (the same for every query; it
-    broadcasts against the [B, H, L, L] logits).
+    A query attends to valid keys only; with `causal`, only to keys j <= i; with `segments`
+    ([B, L] int, packed rows: see :mod:`diffrec_jax.models.packing`), only to keys of its own
+    segment. Shape [B, 1, L, L] when `causal` or `segments`, else [B, 1, 1, L] (the same for
+    every query; it broadcasts against the [B, H, L, L] logits).
     """
     mask = valid[:, None, None, :]
     if causal:
         n = valid.shape[-1]
         mask = mask & jnp.tril(jnp.ones((n, n), bool))[None, None]
+    if segments is not None:
+        mask = mask & (segments[:, None, :, None] == segments[:, None, None, :])
     return mask
 
 
@@ -222,10 +225,12 @@ def encoder(
     rate: float = 0.0,
     activation=jax.nn.gelu,
     eps: float = 1e-5,
+    segments: jax.Array | None = None,
 ) -> jax.Array:
     """A stack of :func:`block` over `x` ([B, L, d]); padding positions are zeroed after every
-    block (``x * valid``). Returns [B, L, d]."""
-    mask = attention_mask(valid, causal)
+    block (``x * valid``); `segments` ([B, L] int) restricts attention to a token's own segment
+    (packed rows). Returns [B, L, d]."""
+    mask = attention_mask(valid, causal, segments)
     keys = jax.random.split(key, len(blocks)) if key is not None else (None,) * len(blocks)
     m = valid[..., None].astype(x.dtype)
     for p, k in zip(blocks, keys, strict=True):
