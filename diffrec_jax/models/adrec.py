@@ -583,15 +583,17 @@ def sample_last(
         prefix keys/values of every denoiser block once, then one token per step).
     """
     table = params["item_emb"]
+    pad = table.shape[0] - 1
     history = batch.history
     b, n = history.shape
-    rep, valid = encode_history(params, history, cfg)
-    # Earlier positions: their clean targets (the next history item) at t = 0.
-    x_prefix = tfm.embed(table, history[:, 1:])
+    valid = history != pad
     noise = _sampler_noise(batch.users, cfg.steps, cfg.d)
     x_start, zs = noise[:, 0], noise[:, 1:]
 
     if sampler == "full":
+        rep, _ = encode_history(params, history, cfg)
+        # Earlier positions: their clean targets (the next history item) at t = 0.
+        x_prefix = tfm.embed(table, history[:, 1:])
         t_prefix = jnp.zeros((b, n - 1), jnp.int32)
 
         def x0_full(x, i):
@@ -604,18 +606,34 @@ def sample_last(
     if sampler != "cached":
         raise ConfigError(f"ADRec sampler={sampler!r}; expected one of {SAMPLERS}")
     # The prefix never changes and attention is causal: run the prefix once, keep every
-    # block's keys and values of the L - 1 prefix positions.
-    valid_p = valid[:, :-1]
-    h = denoiser_input(params, rep[:, :-1], x_prefix, jnp.zeros((b, n - 1), jnp.int32), cfg)
-    mask_p = tfm.attention_mask(valid_p, causal=True)
-    m_p = valid_p[..., None].astype(h.dtype)
-    cache = []
-    for p in params["denoiser"]:
-        cache.append(tfm.project_kv(p["attn"], h, cfg.n_heads))
-        h = tfm.block(p, h, mask_p, cfg.n_heads, eps=LN_EPS) * m_p
+    # block's keys and values of the L - 1 prefix positions. The history encoder and the prefix
+    # run on packed rows when the batch fits (cfg.pack_ratio; the same numbers).
+    n_rows = packing.rows(b, cfg.pack_ratio)
+    plan = packing.plan(valid, n_rows) if n_rows else None
+    # position j < L - 1 is fed its clean target, the next history item; position L - 1 runs
+    # along (causal: nothing before it depends on it) and its keys and values are dropped.
+    nxt = jnp.concatenate([history[:, 1:], jnp.full((b, 1), pad, history.dtype)], axis=1)
+
+    def prefix(layout: packing.Packing):
+        rep_p, valid_p = encode_history(
+            params, packing.gather(history, layout, pad), cfg, segments=layout.segment
+        )
+        x_p = tfm.embed(table, packing.gather(nxt, layout, pad))
+        h = denoiser_input(params, rep_p, x_p, jnp.zeros(valid_p.shape, jnp.int32), cfg)
+        mask_p = tfm.attention_mask(valid_p, causal=True, segments=layout.segment)
+        m_p = valid_p[..., None].astype(h.dtype)
+        slots = layout.slot[:, :-1]
+        cache = []
+        for p in params["denoiser"]:
+            k, v = tfm.project_kv(p["attn"], h, cfg.n_heads)  # [R, H, L, c]
+            k, v = (packing.take(a.transpose(0, 2, 1, 3), slots, 0.0) for a in (k, v))
+            cache.append((k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)))  # [B, H, L-1, c]
+            h = tfm.block(p, h, mask_p, cfg.n_heads, eps=LN_EPS) * m_p
+        return packing.take(rep_p, layout.slot[:, -1:], 0.0), cache  # [B, 1, d]
+
+    rep_last, cache = packing.packed_or_unpacked(plan, prefix, b, n)
     key_mask = valid[:, None, None, :]  # the last query sees every valid key (causal: all)
-    m_last = valid[:, -1:, None].astype(rep.dtype)
-    rep_last = rep[:, -1:]
+    m_last = valid[:, -1:, None].astype(rep_last.dtype)
 
     def x0_cached(x, i):
         t = jnp.full((b, 1), i, jnp.int32)

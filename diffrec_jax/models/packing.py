@@ -50,12 +50,15 @@ class Packing(NamedTuple):
       segment: [R, L] int32 example ``b`` of each slot, -1 at an empty slot.
       column: [R, L] int32 original column ``l`` of each slot (``L - 1`` at an empty slot), for
         positional embeddings counted in the unpacked window.
+      slot: [B, L] int32 flat packed slot ``r * L + c`` of every token of the batch, ``R * L``
+        (one past the end) at padding: the inverse of `index`, for :func:`take`.
       fits: [] bool, every real token has a slot (else the plan must not be used).
     """
 
     index: jax.Array
     segment: jax.Array
     column: jax.Array
+    slot: jax.Array
     fits: jax.Array
 
 
@@ -76,6 +79,7 @@ def identity(batch_size: int, length: int) -> Packing:
         index=b * length + col,
         segment=jnp.broadcast_to(b, (batch_size, length)),
         column=jnp.broadcast_to(col, (batch_size, length)),
+        slot=b * length + col,
         fits=jnp.ones((), bool),
     )
 
@@ -126,6 +130,7 @@ def plan(valid: jax.Array, n_rows: int) -> Packing:
         index=scatter(b * length, ex * length + col),
         segment=scatter(-1, ex),
         column=scatter(length - 1, col),
+        slot=jnp.minimum(slot, size),
         fits=fits,
     )
 
@@ -137,6 +142,16 @@ def gather(x: jax.Array, layout: Packing, fill: Any) -> jax.Array:
     flat = x.reshape(b * length, *x.shape[2:])
     flat = jnp.concatenate([flat, jnp.full((1, *x.shape[2:]), fill, x.dtype)])
     return flat[layout.index]
+
+
+def take(x: jax.Array, slots: jax.Array, fill: Any) -> jax.Array:
+    """Values of packed ``[R, L, ...]`` outputs at flat `slots` (any shape S, e.g.
+    ``layout.slot`` to unpack to ``[B, L, ...]``, ``layout.slot[:, -1]`` for the last position
+    of every example): ``[*S, ...]``, `fill` at slot ``R * L`` (padding)."""
+    r, length = x.shape[:2]
+    flat = x.reshape(r * length, *x.shape[2:])
+    flat = jnp.concatenate([flat, jnp.full((1, *x.shape[2:]), fill, x.dtype)])
+    return flat[slots]
 
 
 def packed_or_unpacked(

@@ -450,8 +450,21 @@ def sasrec(
 
     def score(params: Params, batch: SeqBatch) -> jax.Array:
         table = params["item_emb"]
-        h = forward(params, batch.history)[:, -1]
-        return h @ table[: table.shape[0] - 1].T
+        pad = table.shape[0] - 1
+        b, length = batch.history.shape
+        n_rows = packing.rows(b, pack_ratio)
+        plan = packing.plan(batch.history != pad, n_rows) if n_rows else None
+
+        def last(layout: packing.Packing) -> jax.Array:
+            h = forward(
+                params,
+                packing.gather(batch.history, layout, pad),
+                segments=layout.segment,
+                columns=layout.column,
+            )
+            return packing.take(h, layout.slot[:, -1], 0.0)  # [B, d]
+
+        return packing.packed_or_unpacked(plan, last, b, length) @ table[:pad].T
 
     def optimizer() -> optax.GradientTransformation:
         adam = optax.adam(lr, b2=b2)

@@ -158,3 +158,24 @@ def test_adrec_packed_equals_unpacked(long_rows):
     _assert_same(out, ref, fits=long_rows == 0)
     for name in ("ce", "mse", "t_mean"):
         np.testing.assert_allclose(out[0][1][name], ref[0][1][name], rtol=2e-5)
+
+
+@pytest.mark.parametrize("long_rows", [0, 14])
+def test_scores_packed_equal_unpacked(long_rows):
+    batch = _batch(_lengths(6, 24, long_rows), seed=1)
+    batch = SeqBatch(batch.users, batch.history)
+    sas = {r: S.sasrec(**SASREC_VARIANTS["sasrec+"], pack_ratio=r) for r in (0.5, 0.0)}
+    params, _ = sas[0.5].init(jax.random.key(0), N_ITEMS)
+    np.testing.assert_allclose(
+        jax.jit(sas[0.5].score)(params, batch),
+        jax.jit(sas[0.0].score)(params, batch),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    cfg = A.ADRecConfig(d=8, n_heads=2, encoder_blocks=1, emb_dropout=0.0, dropout=0.0, steps=5)
+    params = A.init_params(jax.random.key(1), N_ITEMS, cfg)
+    packed = jax.jit(A.make_score(cfg._replace(pack_ratio=0.5), "cached"))(params, batch)
+    full = jax.jit(A.make_score(cfg, "full"))(params, batch)
+    unpacked = jax.jit(A.make_score(cfg._replace(pack_ratio=0.0), "cached"))(params, batch)
+    np.testing.assert_allclose(packed, unpacked, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(packed, full, rtol=1e-5, atol=1e-5)
