@@ -30,8 +30,8 @@ from pathlib import Path
 
 from absl import app, flags
 
+from diffrec_jax import cli
 from diffrec_jax.audit import load_config, run_audit, scaled
-from diffrec_jax.errors import DiffrecError
 from diffrec_jax.tuning import METHODS
 
 _CONFIG = flags.DEFINE_string(
@@ -71,7 +71,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-    try:
+    with cli.exit_on_error():
         config = scaled(
             load_config(_CONFIG.value),
             budget=_BUDGET.value,
@@ -87,9 +87,6 @@ def main(argv: list[str]) -> None:
         _, report_dir = run_audit(
             config, progress=lambda line: print(line, flush=True), command=command
         )
-    except DiffrecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
     print((report_dir / "report.md").read_text())
 
 

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 
 from absl import app, flags
 
+from diffrec_jax import cli
 from diffrec_jax import models as model_zoo
-from diffrec_jax.errors import DiffrecError
 from diffrec_jax.experiment import RunConfig, format_table, load_config, parse_hparams, run
 
 _CONFIG = flags.DEFINE_string("config", None, "A Python file defining get_config() -> RunConfig.")
@@ -32,16 +31,8 @@ _MODEL = flags.DEFINE_list(
     ["toppop", "ease"],
     f"Models to run, comma separated. Available: {model_zoo.available()}.",
 )
-_DATASET = flags.DEFINE_string(
-    "dataset",
-    "synthetic",
-    "A built-in dataset name (synthetic, synthetic-small, synthetic-sequences), a public dataset "
-    "downloaded on first use into $DIFFREC_JAX_CACHE or ~/.cache/diffrec_jax (ml-100k, ml-1m, "
-    "ml-20m, ml-25m, amazon-beauty, amazon-baby, amazon-sports, amazon-toys, yelp), or kind:path "
-    "with kind in diffrec, sequences, recbole, movielens, csv, amazon, yelp.",
-)
+_DATA = cli.define_data_flags()
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Model seeds; results report mean and std over them.")
-_DATA_SEED = flags.DEFINE_integer("data_seed", 0, "Seed of synthetic data and random splits.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "results", "Directory of the results file.")
 _HP = flags.DEFINE_multi_string(
     "hp",
@@ -57,16 +48,6 @@ _CONVENTION = flags.DEFINE_enum(
     "Metric convention (see diffrec_jax.metrics).",
 )
 _SELECT = flags.DEFINE_string("select_metric", "Recall@20", "Validation metric for the grid.")
-_SPLIT = flags.DEFINE_enum(
-    "split",
-    None,
-    ["random", "temporal", "global_temporal", "loo"],
-    "Split method for raw interaction logs (recbole, movielens, csv).",
-)
-_THRESHOLD = flags.DEFINE_float(
-    "rating_threshold", None, "Keep ratings >= this value (raw logs); default keeps all."
-)
-_KCORE = flags.DEFINE_integer("kcore", None, "Iterative k-core filter on users and items.")
 _EXCLUDE_HISTORY = flags.DEFINE_bool(
     "exclude_history",
     False,
@@ -74,55 +55,34 @@ _EXCLUDE_HISTORY = flags.DEFINE_bool(
 )
 
 
-def _int_list(flag, name: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in flag.value)
-    except ValueError:
-        raise DiffrecError(f"--{name}={','.join(flag.value)}: expected integers") from None
-    if not values:
-        raise DiffrecError(f"--{name} is empty: expected at least one integer")
-    return values
-
-
 def build_config() -> RunConfig:
     """The run's config: the --config file (or the defaults), overridden by explicit flags."""
     config = (
         load_config(_CONFIG.value)
         if _CONFIG.value
-        else RunConfig(models=tuple(_MODEL.value), dataset=_DATASET.value)
+        else RunConfig(models=tuple(_MODEL.value), dataset=_DATA.dataset.value)
     )
     present = lambda name: flags.FLAGS[name].present or not _CONFIG.value
     updates = {}
     if present("model"):
         updates["models"] = tuple(_MODEL.value)
     if present("dataset"):
-        updates["dataset"] = _DATASET.value
+        updates["dataset"] = _DATA.dataset.value
     if present("seeds"):
-        updates["seeds"] = _int_list(_SEEDS, "seeds")
+        updates["seeds"] = cli.int_list(_SEEDS.value, "seeds")
     if present("data_seed"):
-        updates["data_seed"] = _DATA_SEED.value
+        updates["data_seed"] = _DATA.data_seed.value
     if present("output_dir"):
         updates["output_dir"] = _OUTPUT_DIR.value
     if present("ks"):
-        ks = _int_list(_KS, "ks")
-        if min(ks) < 1:
-            raise DiffrecError(f"--ks={_KS.value}: expected positive integers")
-        updates["ks"] = ks
+        updates["ks"] = cli.int_list(_KS.value, "ks", positive=True)
     if present("convention"):
         updates["convention"] = _CONVENTION.value
     if present("select_metric"):
         updates["select_metric"] = _SELECT.value
     if present("exclude_history"):
         updates["exclude_history"] = _EXCLUDE_HISTORY.value
-    options = {
-        k: v
-        for k, v in (
-            ("split", _SPLIT.value),
-            ("rating_threshold", _THRESHOLD.value),
-            ("kcore", _KCORE.value),
-        )
-        if v is not None
-    }
+    options = _DATA.options()
     if options:
         updates["dataset_options"] = {**config.dataset_options, **options}
     config = dataclasses.replace(config, **updates)
@@ -135,25 +95,13 @@ def build_config() -> RunConfig:
     return config
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing; a bad flag is reported as "error: ..." with exit code 2."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-    try:
+    with cli.exit_on_error():
         config = build_config()
         results, path = run(config)
-    except DiffrecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
     stats = results["dataset"]["stats"]
     print(
         f"dataset {results['dataset']['name']}: {stats['users']} users, {stats['items']} items, "
@@ -165,4 +113,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -18,12 +18,11 @@ Study files go to <output_dir>/studies/ and are resumed when the same command ru
 from __future__ import annotations
 
 import logging
-import sys
 
 from absl import app, flags
 
+from diffrec_jax import cli
 from diffrec_jax import models as model_zoo
-from diffrec_jax.errors import DiffrecError
 from diffrec_jax.tuning import (
     METHODS,
     REFITS,
@@ -37,15 +36,7 @@ from diffrec_jax.tuning import (
 _MODEL = flags.DEFINE_list(
     "model", ["toppop", "ease"], f"Models to tune, comma separated: {model_zoo.available()}."
 )
-_DATASET = flags.DEFINE_string(
-    "dataset",
-    "synthetic",
-    "A built-in dataset name (synthetic, synthetic-small, synthetic-sequences), a public dataset "
-    "downloaded on first use into $DIFFREC_JAX_CACHE or ~/.cache/diffrec_jax (ml-100k, ml-1m, "
-    "ml-20m, ml-25m, amazon-beauty, amazon-baby, amazon-sports, amazon-toys, yelp), or kind:path "
-    "with kind in diffrec, sequences, recbole, movielens, csv, amazon, yelp.",
-)
-_DATA_SEED = flags.DEFINE_integer("data_seed", 0, "Seed of synthetic data and random splits.")
+_DATA = cli.define_data_flags()
 _BUDGET = flags.DEFINE_integer("budget", 20, "Trials per model.")
 _METHOD = flags.DEFINE_enum("method", "random", list(METHODS), "Sampler: random or tpe.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the samplers and of the models' keys.")
@@ -68,16 +59,6 @@ _FIXED = flags.DEFINE_multi_string(
     "fixed", [], "Hyperparameters held fixed (not searched), repeatable: [model.]name=value."
 )
 _TPE_STARTUP = flags.DEFINE_integer("tpe_startup", 10, "Random start-up trials of TPE.")
-_SPLIT = flags.DEFINE_enum(
-    "split",
-    None,
-    ["random", "temporal", "global_temporal", "loo"],
-    "Split method for raw interaction logs (recbole, movielens, csv).",
-)
-_THRESHOLD = flags.DEFINE_float(
-    "rating_threshold", None, "Keep ratings >= this value (raw logs); default keeps all."
-)
-_KCORE = flags.DEFINE_integer("kcore", None, "Iterative k-core filter on users and items.")
 
 
 def build_config() -> TuneConfig:
@@ -85,32 +66,17 @@ def build_config() -> TuneConfig:
     models = tuple(_MODEL.value)
     for name in models:
         model_zoo.get(name)
-    try:
-        ks = tuple(int(k) for k in _KS.value)
-    except ValueError:
-        raise DiffrecError(f"--ks={','.join(_KS.value)}: expected integers") from None
-    if not ks or min(ks) < 1:
-        raise DiffrecError(f"--ks={','.join(_KS.value)}: expected positive integers")
-    options = {
-        k: v
-        for k, v in (
-            ("split", _SPLIT.value),
-            ("rating_threshold", _THRESHOLD.value),
-            ("kcore", _KCORE.value),
-        )
-        if v is not None
-    }
     return TuneConfig(
         models=models,
-        dataset=_DATASET.value,
-        dataset_options=options,
-        data_seed=_DATA_SEED.value,
+        dataset=_DATA.dataset.value,
+        dataset_options=_DATA.options(),
+        data_seed=_DATA.data_seed.value,
         budget=_BUDGET.value,
         method=_METHOD.value,
         seed=_SEED.value,
         select_metric=_SELECT.value,
         refit=_REFIT.value,
-        ks=ks,
+        ks=cli.int_list(_KS.value, "ks", positive=True),
         convention=_CONVENTION.value,
         spaces=parse_space_flags(_SPACE.value, models),
         fixed=parse_fixed_flags(_FIXED.value, models),
@@ -119,25 +85,13 @@ def build_config() -> TuneConfig:
     )
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing; a bad flag is reported as "error: ..." with exit code 2."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-    try:
+    with cli.exit_on_error():
         config = build_config()
         results, path = tune(config)
-    except DiffrecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
     stats = results["dataset"]["stats"]
     print(
         f"dataset {results['dataset']['name']}: {stats['users']} users, {stats['items']} items, "
@@ -150,4 +104,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

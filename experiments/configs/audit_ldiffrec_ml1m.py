@@ -21,26 +21,13 @@ diffrec-family.md``).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from diffrec_jax.audit import AuditConfig
+from diffrec_jax.audit import AuditConfig, load_config
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "diffrec-ml-1m_clean"
-
-# The baselines of audit_diffrec_ml1m.py.
-BASELINES = (
-    "toppop",
-    "itemknn",
-    "userknn",
-    "rp3beta",
-    "ease",
-    "slim",
-    "ials",
-    "puresvd",
-    "gfcf",
-    "multvae",
-    "lightgcn",
-)
+# Same data, baselines and protocol (budget, method, seeds, metrics) as the DiffRec audit.
+DIFFREC_AUDIT = Path(__file__).resolve().with_name("audit_diffrec_ml1m.py")
 
 LDIFFREC_SPACE = {
     "lr1": ("float_log", 1e-5, 1e-2),
@@ -79,20 +66,13 @@ LDIFFREC_FIXED = {
 
 
 def get_config() -> AuditConfig:
-    return AuditConfig(
+    return dataclasses.replace(
+        load_config(DIFFREC_AUDIT),
         name="ldiffrec-ml1m",
-        dataset=f"diffrec:{DATA}",
         target="ldiffrec",
-        baselines=BASELINES,
         reported={"Recall@10": 0.1060, "Recall@20": 0.1809, "NDCG@10": 0.0868, "NDCG@20": 0.1122},
         reported_source="L-DiffRec release, ML-1M clean checkpoint's inference log",
         spaces={"ldiffrec": LDIFFREC_SPACE},
         fixed={"ldiffrec": LDIFFREC_FIXED},
-        budget=50,
-        method="tpe",
-        seeds=(1, 2, 3, 4, 5),
-        select_metric="Recall@20",
-        ks=(10, 20),
-        metrics=("Recall@10", "Recall@20", "NDCG@10", "NDCG@20"),
         output_dir="results/audit-ldiffrec-ml1m",
     )
