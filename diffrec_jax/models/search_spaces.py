@@ -30,7 +30,11 @@ Sequential baselines (our choice, around the papers' settings): SASRec / SASRec+
 log-uniform in [1e-4, 1e-2], 1-3 blocks, dropout and embedding dropout in [0, 0.5], the width
 among sizes divisible by the head count (SASRec+ also weight decay log-uniform in [1e-6, 1e-3]);
 GRU4Rec learning rate log-uniform in [1e-4, 1e-2], 1-2 layers, embedding dropout in [0, 0.5],
-embedding and hidden sizes among powers of two.
+embedding and hidden sizes among powers of two. Sequential diffusion models (for audits that
+tune them like their baselines): ADRec and DiffuRec learning rate, dropouts and weight decay with
+SASRec+'s ranges (ADRec also the MSE weight log-uniform in [0.1, 10]); DreamRec learning rate,
+guidance weight w in [0, 10] (the paper uses 2-4), unconditional probability in [0.05, 0.3]
+(the paper's 0.1) and dropout.
 """
 
 from __future__ import annotations
@@ -122,6 +126,26 @@ SEARCH_SPACES: Mapping[str, Mapping[str, tuple[Any, ...]]] = {
         "hidden": ("categorical", (64, 128, 256)),
         "n_layers": ("int", 1, 2),
         "emb_dropout": ("float", 0.0, 0.5),
+    },
+    # Sequential diffusion models: the knobs their papers tune, with SASRec+'s ranges where shared.
+    "adrec": {
+        "lr": ("float_log", 1e-4, 1e-2),
+        "dropout": ("float", 0.0, 0.5),
+        "emb_dropout": ("float", 0.0, 0.5),
+        "weight_decay": ("float_log", 1e-6, 1e-3),
+        "loss_scale": ("float_log", 0.1, 10.0),
+    },
+    "diffurec": {
+        "lr": ("float_log", 1e-4, 1e-2),
+        "dropout": ("float", 0.0, 0.5),
+        "emb_dropout": ("float", 0.0, 0.5),
+        "weight_decay": ("float_log", 1e-6, 1e-3),
+    },
+    "dreamrec": {
+        "lr": ("float_log", 1e-4, 1e-2),
+        "w": ("float", 0.0, 10.0),
+        "p_uncond": ("float", 0.05, 0.3),
+        "dropout": ("float", 0.0, 0.5),
     },
 }
 

@@ -11,6 +11,12 @@ Two protocols (``refit``):
   There is no validation data left to stop on, so a gradient-trained model trains for the
   number of epochs at which its chosen trial scored best (``max_epochs = best_epoch``, no
   early stopping).
+
+Sequential models (a leave-one-out :class:`~diffrec_jax.data.sequences.SequenceSplit`) support
+``"train"`` only: refit on the training sequences (early stopping on the valid items again),
+then the valid and test items are evaluated once with the
+:class:`~diffrec_jax.sequence_evaluation.SequenceEvaluator` (histories ``seq[:-2]`` and
+``seq[:-1]``).
 """
 
 from __future__ import annotations
@@ -24,11 +30,14 @@ import numpy as np
 from diffrec_jax import experiment
 from diffrec_jax import models as model_zoo
 from diffrec_jax.data.interactions import InteractionMatrix
+from diffrec_jax.data.sequences import SequenceSplit
 from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError, DataError
 from diffrec_jax.evaluation import Evaluator
 from diffrec_jax.models.base import FitData
+from diffrec_jax.models.seqbase import SeqFitData
 from diffrec_jax.results import to_jsonable
+from diffrec_jax.sequence_evaluation import SequenceEvaluator
 from diffrec_jax.tuning import space as spaces
 from diffrec_jax.tuning.study import StudyConfig, build_model, empty_like, trial_key
 
@@ -70,12 +79,17 @@ def train_plus_valid(split: Split) -> InteractionMatrix:
 
 
 def refit_and_test(
-    split: Split, config: StudyConfig, study: Mapping[str, Any], *, refit: str = "train"
+    split: Split | SequenceSplit,
+    config: StudyConfig,
+    study: Mapping[str, Any],
+    *,
+    refit: str = "train",
 ) -> dict[str, Any]:
     """Refits the study's chosen trial and evaluates it on `split.test` exactly once.
 
     Args:
-      split: the full split (the only place test enters the tuning pipeline).
+      split: the full split (the only place test enters the tuning pipeline); a
+        ``SequenceSplit`` for a sequential model.
       config: the study's configuration.
       study: the record :func:`~diffrec_jax.tuning.study.run_study` returned.
       refit: "train" or "train+valid" (see the module docstring).
@@ -85,7 +99,8 @@ def refit_and_test(
       "valid" (None for train+valid), "test"} with metric summaries as dicts.
 
     Raises:
-      ConfigError: no trial of the study finished with a value.
+      ConfigError: no trial of the study finished with a value, or train+valid asked for a
+        sequential model.
     """
     check_refit(refit)
     best = study.get("best")
@@ -99,7 +114,18 @@ def refit_and_test(
     params = spaces.decode_params(config.space, best["params"], f"best trial of {config.model}")
     model = build_model(model_zoo.get(config.model), {**config.fixed, **params}, config)
 
-    if refit == "train":
+    if isinstance(split, SequenceSplit):
+        if refit != "train":
+            raise ConfigError(
+                f"refit={refit!r} for the sequential model {config.model!r}; only 'train' is "
+                "supported (the valid item is the early-stopping signal)"
+            )
+        fit_data = SeqFitData.from_split(split)
+        evaluator = SequenceEvaluator.from_split(
+            split, int(model.hparams["max_len"]), ks=config.ks, convention=config.convention
+        )
+        parts = ("valid", "test")
+    elif refit == "train":
         final_split, parts = split, ("valid", "test")
     else:
         merged = train_plus_valid(split)
@@ -116,10 +142,11 @@ def refit_and_test(
             model = model._replace(
                 train_config=model.train_config.replace(max_epochs=int(epochs), patience=None)
             )
-    if model.prepare is not None:
-        final_split = model.prepare(final_split)
-    fit_data = FitData(final_split.train, final_split.valid if refit == "train" else None)
-    evaluator = Evaluator(final_split, ks=config.ks, convention=config.convention)
+    if not isinstance(split, SequenceSplit):
+        if model.prepare is not None:
+            final_split = model.prepare(final_split)
+        fit_data = FitData(final_split.train, final_split.valid if refit == "train" else None)
+        evaluator = Evaluator(final_split, ks=config.ks, convention=config.convention)
 
     fitted, fit_seconds, training = experiment._fit(
         model, fit_data, trial_key(config.seed, best["index"])

@@ -18,10 +18,12 @@ from typing import Any
 from diffrec_jax import experiment
 from diffrec_jax import models as model_zoo
 from diffrec_jax.data.datasets import load_dataset
+from diffrec_jax.data.sequences import SequenceSplit
 from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.models.base import FitData
 from diffrec_jax.models.search_spaces import SEARCH_SPACES
+from diffrec_jax.models.seqbase import SeqFitData
 from diffrec_jax.results import ensure_writable_dir, environment, write_json_atomic
 from diffrec_jax.tuning import space as spaces
 from diffrec_jax.tuning.final import check_refit, refit_and_test
@@ -150,6 +152,7 @@ def tune(
         dataset_id=data_id,
         study_dir=ensure_writable_dir(out_dir / "studies"),
         progress=progress,
+        sequences=dataset.extras.get("sequences"),
     )
     results = {
         "config": dataclasses.asdict(config),
@@ -171,7 +174,9 @@ def tune(
                 if config.refit == "train"
                 else "refit on train+valid; test: train+valid rows in, train+valid masked"
             )
-            + "; test evaluated once per model; full ranking",
+            + "; test evaluated once per model; full ranking; sequential models: leave-one-out, "
+            "fit on the train sequences, select on the valid item, refit on train, test item "
+            "evaluated once (history items not excluded)",
         },
         "models": entries,
         "environment": environment(),
@@ -192,11 +197,13 @@ def tune_split(
     dataset_id: Any = "data",
     study_dir: str | Path | None = None,
     progress: Callable[[str], None] = print,
+    sequences: SequenceSplit | None = None,
 ) -> list[dict[str, Any]]:
     """Runs every study on (train, valid), then refits its choice and evaluates it on test once.
 
-    Only ``FitData(split.train, split.valid)`` goes to the search; `split.test` is read once
-    per study, by :func:`refit_and_test`, after its search has finished.
+    Only ``FitData(split.train, split.valid)`` goes to the search (for a sequential model
+    ``SeqFitData.from_split(sequences)``: train sequences and valid items); the test part is
+    read once per study, by :func:`refit_and_test`, after its search has finished.
 
     Args:
       split: the dataset's split.
@@ -206,6 +213,8 @@ def tune_split(
       study_dir: where the study files are saved and resumed from (named
         ``<split>__<model>__<method>__seed<seed>.json``); None keeps them in memory.
       progress: called with one line per trial and per refit.
+      sequences: the leave-one-out split of a sequence dataset (``Dataset.extras
+        ["sequences"]``), needed by sequential models.
 
     Returns:
       One entry per study: model, study_file, space, fixed, n_trials, n_failed,
@@ -215,16 +224,27 @@ def tune_split(
     search_data = FitData(split.train, split.valid)  # everything the search may see
     entries = []
     for study_config in studies:
+        final_split, data = split, search_data
+        if experiment._is_sequential(model_zoo.get(study_config.model)):
+            if refit != "train":
+                raise ConfigError(
+                    f"--refit={refit} for the sequential model {study_config.model!r}; only "
+                    "'train' is supported (the valid item is the early-stopping signal)"
+                )
+            if sequences is None:
+                raise ConfigError(
+                    f"model {study_config.model!r} is sequential; the data has no sequences "
+                    "(expected a 'sequences:<file>' or 'synthetic-sequences' dataset)"
+                )
+            final_split, data = sequences, SeqFitData.from_split(sequences)
         path = None
         if study_dir is not None:
             path = Path(study_dir) / (
                 f"{_safe(split.name)}__{study_config.model}__{study_config.method}"
                 f"__seed{study_config.seed}.json"
             )
-        study = run_study(
-            search_data, study_config, dataset=dataset_id, path=path, progress=progress
-        )
-        final = refit_and_test(split, study_config, study, refit=refit)
+        study = run_study(data, study_config, dataset=dataset_id, path=path, progress=progress)
+        final = refit_and_test(final_split, study_config, study, refit=refit)
         sel = study_config.select_metric
         progress(
             f"{study_config.model}: chose trial {final['index'] + 1} (valid {sel} "

@@ -1,9 +1,11 @@
 """A hyperparameter study: a budget of trials on (train, valid), persisted after every trial.
 
 :func:`run_study` only ever receives :class:`~diffrec_jax.models.base.FitData` (train and
-valid): the test split is not among its inputs. Every trial builds the model with the proposed
-hyperparameters (plus the fixed ones), fits it on train (gradient-trained models early-stop on
-the validation metric through the shared training loop) and evaluates it on valid. The study
+valid), or for sequential models :class:`~diffrec_jax.models.seqbase.SeqFitData` (the training
+sequences and every user's validation item): the test split is not among its inputs. Every
+trial builds the model with the proposed hyperparameters (plus the fixed ones), fits it on
+train (gradient-trained models early-stop on the validation metric through the shared training
+loop) and evaluates it on valid. The study
 file is rewritten atomically after every finished trial; running the same study again resumes
 it: finished trials are read back, never redone, and the sampler continues exactly where the
 uninterrupted study would be (see :mod:`diffrec_jax.tuning.space`).
@@ -48,7 +50,9 @@ from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError, DataError, DiffrecError
 from diffrec_jax.evaluation import Evaluator
 from diffrec_jax.models.base import FitData, ModelSpec, Recommender
+from diffrec_jax.models.seqbase import SeqFitData
 from diffrec_jax.results import environment, to_jsonable, write_json_atomic
+from diffrec_jax.sequence_evaluation import SequenceEvaluator
 from diffrec_jax.tuning import space as spaces
 
 STUDY_FORMAT = "diffrec_jax.study/1"
@@ -130,7 +134,7 @@ class StudyConfig:
         """Trials to run: `budget`, or 1 when nothing is searched."""
         return self.budget if self.space else 1
 
-    def settings(self, dataset: Any, data: FitData) -> dict[str, Any]:
+    def settings(self, dataset: Any, data: FitData | SeqFitData) -> dict[str, Any]:
         """The JSON settings a saved study must match (dataset = id and data fingerprint)."""
         return to_jsonable(
             {
@@ -148,9 +152,18 @@ class StudyConfig:
         )
 
 
-def fingerprint(data: FitData) -> str:
-    """A short sha256 of the train and valid matrices (shape, pattern, values, timestamps)."""
+def fingerprint(data: FitData | SeqFitData) -> str:
+    """A short sha256 of the train and valid matrices (shape, pattern, values, timestamps), or
+    of the training sequences and validation items."""
     h = hashlib.sha256()
+    if isinstance(data, SeqFitData):
+        h.update(np.asarray([data.train.n_users, data.train.n_items], np.int64).tobytes())
+        h.update(np.asarray(data.train.offsets, np.int64).tobytes())
+        h.update(np.asarray(data.train.items, np.int64).tobytes())
+        h.update(
+            b"none" if data.valid_targets is None else np.asarray(data.valid_targets).tobytes()
+        )
+        return h.hexdigest()[:16]
     for m in (data.train, data.valid):
         if m is None:
             h.update(b"none")
@@ -241,7 +254,7 @@ def _summarize(record: dict[str, Any], n_trials: int) -> None:
 
 
 def run_study(
-    data: FitData,
+    data: FitData | SeqFitData,
     config: StudyConfig,
     *,
     dataset: Any = "data",
@@ -253,7 +266,10 @@ def run_study(
     """Runs (or resumes) the study of `config` on train and valid.
 
     Args:
-      data: train, and valid (required, non-empty). Test is not an input.
+      data: train, and valid (required, non-empty); ``SeqFitData`` (train sequences and valid
+        items) for a sequential model (``Recommender.input == "sequences"``), validated by a
+        :class:`~diffrec_jax.sequence_evaluation.SequenceEvaluator` (histories of the model's
+        ``max_len``). Test is not an input.
       config: the study.
       dataset: a JSON-able id of the data (e.g. the dataset spec and options), recorded and
         checked on resume together with a fingerprint of `data`.
@@ -269,9 +285,20 @@ def run_study(
       The study record (as saved; see the module docstring).
 
     Raises:
-      ConfigError: no validation data, or a saved study with other settings.
+      ConfigError: no validation data, data of the wrong kind for the model, or a saved study
+        with other settings.
     """
-    if data.valid is None or data.valid.nnz == 0:
+    spec = model_zoo.get(config.model)
+    sequential = experiment._is_sequential(spec)
+    if sequential != isinstance(data, SeqFitData):
+        raise ConfigError(
+            f"model {config.model!r} takes {'sequences' if sequential else 'interaction rows'}; "
+            f"run_study got {type(data).__name__}"
+        )
+    if sequential:
+        if data.valid_targets is None or len(data.valid_targets) == 0:
+            raise ConfigError("tuning needs validation items; SeqFitData.valid_targets is empty")
+    elif data.valid is None or data.valid.nnz == 0:
         raise ConfigError("tuning needs validation interactions; the valid matrix is empty")
     settings = config.settings(dataset, data)
     path = None if path is None else Path(path)
@@ -283,11 +310,12 @@ def run_study(
     record["budget"] = config.budget
     trials: list[dict[str, Any]] = record["trials"]
     n_trials = config.n_trials
-    spec = model_zoo.get(config.model)
 
-    # Search data: train and valid, with an empty test part.
-    search_split = Split(data.train, data.valid, empty_like(data.train), name="search")
-    evaluator = Evaluator(search_split, ks=config.ks, convention=config.convention)
+    if sequential:
+        search_split, evaluator = data, None  # the evaluator depends on the trial's max_len
+    else:  # search data: train and valid, with an empty test part
+        search_split = Split(data.train, data.valid, empty_like(data.train), name="search")
+        evaluator = Evaluator(search_split, ks=config.ks, convention=config.convention)
 
     sampler = spaces.RandomSampler(config.space, config.seed)
     if config.method == "random":  # replay the finished trials' draws
@@ -353,8 +381,8 @@ def _run_trial(
     params: Mapping[str, Any],
     spec: ModelSpec,
     config: StudyConfig,
-    search_split: Split,
-    evaluator: Evaluator,
+    search_split: Split | SeqFitData,
+    evaluator: Evaluator | None,
     trials: list[Mapping[str, Any]],
     side: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -380,10 +408,7 @@ def _run_trial(
         if model.trainable is None and same:  # closed form: the same params give the same fit
             trial.update(state="duplicate", duplicate_of=same[0]["index"], valid=same[0]["valid"])
         else:
-            fit_data = FitData(search_split.train, search_split.valid)
-            model_data, model_evaluator = experiment._prepared(
-                model, search_split, fit_data, evaluator, config
-            )
+            model_data, model_evaluator = _trial_data(model, search_split, evaluator, config)
             fitted, trial["fit_seconds"], training = experiment._fit(
                 model, model_data, trial_key(config.seed, index)
             )
@@ -399,6 +424,16 @@ def _run_trial(
         trial.update(state="failed", error=f"{type(e).__name__}: {e}", valid=None, value=None)
     trial["finished_utc"] = _now()
     return trial
+
+
+def _trial_data(model: Recommender, search: Split | SeqFitData, evaluator, config: StudyConfig):
+    """The data a trial's model is fit on and the evaluator of its valid part."""
+    if isinstance(search, SeqFitData):
+        return search, SequenceEvaluator.from_fit_data(
+            search, int(model.hparams["max_len"]), ks=config.ks, convention=config.convention
+        )
+    fit_data = FitData(search.train, search.valid)
+    return experiment._prepared(model, search, fit_data, evaluator, config)
 
 
 def _progress_line(trial: Mapping[str, Any], n_trials: int, config: StudyConfig) -> str:

@@ -82,3 +82,10 @@ def test_corners_of_the_space_fit_and_score(tiny, name, which):
     scores = np.asarray(jax.jit(model.score)(params, batch))
     assert scores.shape == dense.shape
     assert np.isfinite(scores).all(), (name, hparams)
+
+
+@pytest.mark.parametrize("which", ["lo", "hi"])
+@pytest.mark.parametrize("name", ["sasrec", "sasrec+", "gru4rec", "adrec", "diffurec", "dreamrec"])
+def test_corners_of_the_sequential_spaces_build(name, which):
+    model = models.get(name).build(**_corner(SEARCH_SPACES[name], which, int_cap=6))
+    assert model.input == "sequences"
