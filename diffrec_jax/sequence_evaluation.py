@@ -135,6 +135,15 @@ class SequenceEvaluator:
         kwargs.setdefault("item_popularity", _popularity(data.train))
         return cls(inputs, data.n_items, **kwargs)
 
+    def users_to_score(self, parts: Sequence[str] = PARTS) -> np.ndarray:
+        """[n] int64 users one part of an :meth:`evaluate` scores (every user; each requested
+        part is a separate pass over them)."""
+        if isinstance(parts, str):
+            parts = (parts,)
+        if not parts or not set(parts) <= set(self.inputs):
+            raise ConfigError(f"parts={parts!r}; this evaluator holds {tuple(self.inputs)}")
+        return np.arange(next(iter(self.inputs.values()))[0].shape[0], dtype=np.int64)
+
     def evaluate(
         self, score_fn: SeqScoreFn, params: Params, parts: Sequence[str] = PARTS
     ) -> dict[str, EvalResult]:

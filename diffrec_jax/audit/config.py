@@ -98,12 +98,13 @@ class AuditConfig:
             raise ConfigError("baselines is empty; expected at least one baseline model")
         if len(set(self.models)) != len(self.models):
             raise ConfigError(f"models {list(self.models)} repeat a name; expected distinct ones")
-        for name in self.models:
-            if experiment._is_sequential(model_zoo.get(name)):
-                raise ConfigError(
-                    f"model {name!r} is sequential; the audit tunes through "
-                    "diffrec_jax.tuning, which does not handle sequences yet"
-                )
+        kinds = {n: experiment._is_sequential(model_zoo.get(n)) for n in self.models}
+        if len(set(kinds.values())) > 1:
+            seq = sorted(n for n, s in kinds.items() if s)
+            raise ConfigError(
+                f"models {seq} are sequential and {sorted(set(kinds) - set(seq))} are not; an "
+                "audit compares models under one protocol (leave-one-out sequences or rows)"
+            )
         unknown = sorted((set(self.spaces) | set(self.fixed)) - set(self.models))
         if unknown:
             raise ConfigError(f"spaces/fixed given for {unknown}, which are not audited")
@@ -145,7 +146,8 @@ class AuditConfig:
 
     def fixed_with_cap(self) -> dict[str, dict[str, Any]]:
         """`fixed`, plus max_epochs = min(value, cap) and eval_every <= cap for every
-        gradient-trained model when `max_epochs` caps epochs."""
+        gradient-trained model when `max_epochs` caps epochs (also ADRec's pretraining and
+        frozen stages, ``pretrain_epochs`` and ``freeze_epochs``)."""
         out = {m: dict(self.fixed.get(m, {})) for m in self.models}
         if self.max_epochs is None:
             return {m: v for m, v in out.items() if v}
@@ -153,8 +155,10 @@ class AuditConfig:
             defaults = model_zoo.get(m).defaults
             if "max_epochs" not in defaults:
                 continue
-            current = out[m].get("max_epochs", defaults["max_epochs"])
-            out[m]["max_epochs"] = min(int(current), self.max_epochs)
+            for name in ("max_epochs", "pretrain_epochs", "freeze_epochs"):
+                if name in defaults:
+                    current = out[m].get(name, defaults[name])
+                    out[m][name] = min(int(current), self.max_epochs)
             if "eval_every" in defaults:
                 every = out[m].get("eval_every", defaults["eval_every"])
                 out[m]["eval_every"] = min(int(every), out[m]["max_epochs"])

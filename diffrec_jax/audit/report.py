@@ -438,6 +438,16 @@ def _diagnostics_section(results: Mapping[str, Any], plots: Mapping[str, str]) -
     config = results["config"]
     parts = []
     if not results["diagnostics"]:
+        from diffrec_jax import models as model_zoo
+        from diffrec_jax.audit import diagnostics as diag
+
+        target = config["target"]
+        if not diag.is_diffusion(model_zoo.get(target).defaults):
+            return (
+                f"The diagnostics (noise level, reverse process variants, top-K overlap) cover "
+                f"the DiffRec family of user-vector diffusion models; {target} is not one of "
+                "them."
+            )
         return "No diffusion model with a finished run."
     for model, d in results["diagnostics"].items():
         n = d["noise"]

@@ -30,10 +30,12 @@ same inputs (:mod:`~diffrec_jax.audit.store`); an interrupted audit resumes wher
 Steps 3, 4 and 6 are recomputed from the saved units on every run (seconds), so changing the
 energy assumptions or the correction only needs a rerun.
 
-Sequential models (``input == "sequences"``) are refused for now: the tuning does not handle
-them. The seed runs already go through :func:`diffrec_jax.experiment._prepared`, which gives a
-sequential model its ``SeqFitData`` and ``SequenceEvaluator``; adding them needs the tuning
-support and a per-user score batch for the cost probe.
+Sequential models (``input == "sequences"``, all audited models of one kind) are tuned on
+``SeqFitData`` (train sequences and valid items), re-run through
+:func:`diffrec_jax.experiment._prepared` (``SeqFitData`` and a ``SequenceEvaluator``: leave-one-out,
+history items not excluded) and compared per user on the test items. Their cost probe has no
+scoring-FLOPs entry (it needs a row batch) and times inference on the test pass; the diffusion
+diagnostics are those of the DiffRec family and are skipped for them.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.errors import ConfigError, DiffrecError
 from diffrec_jax.evaluation import Evaluator
 from diffrec_jax.models.base import FitData
+from diffrec_jax.models.seqbase import SeqFitData
 from diffrec_jax.results import ensure_writable_dir, environment, to_jsonable
 from diffrec_jax.tuning import space as spaces
 from diffrec_jax.tuning.runner import TuneConfig, study_configs
@@ -115,6 +118,19 @@ class _Context:
     def side(self, name: str) -> dict[str, Any]:
         return side_data(name, self.extras)
 
+    def search_data(self, name: str) -> FitData | SeqFitData:
+        """What model `name`'s study sees: train and valid rows, or train sequences and valid
+        items for a sequential model."""
+        if experiment._is_sequential(model_zoo.get(name)):
+            sequences = self.extras.get("sequences")
+            if sequences is None:
+                raise ConfigError(
+                    f"model {name!r} is sequential; the dataset has no sequences (expected a "
+                    "'sequences:<file>' or 'synthetic-sequences' dataset)"
+                )
+            return SeqFitData.from_split(sequences)
+        return self.fit_data
+
     def study_dataset(self, name: str) -> dict[str, Any]:
         """The dataset id of model `name`'s study: that of ``experiments/tune.py`` (so its
         studies can be reused), plus fingerprints of the side data the model takes."""
@@ -166,7 +182,7 @@ def _tune(ctx: _Context, studies: Sequence[StudyConfig]) -> dict[str, dict[str, 
         if path.exists():
             from diffrec_jax.tuning.study import load_study
 
-            settings = sc.settings(ctx.study_dataset(sc.model), ctx.fit_data)
+            settings = sc.settings(ctx.study_dataset(sc.model), ctx.search_data(sc.model))
             done = len(load_study(path, settings)["trials"])
         if done >= sc.n_trials:
             ctx.say(f"{head}: {sc.n_trials} trials already done, skipped")
@@ -176,7 +192,7 @@ def _tune(ctx: _Context, studies: Sequence[StudyConfig]) -> dict[str, dict[str, 
                 + (f" ({done} done before)" if done else "")
             )
         study = run_study(
-            ctx.fit_data,
+            ctx.search_data(sc.model),
             sc,
             dataset=ctx.study_dataset(sc.model),
             path=path,
@@ -232,7 +248,8 @@ def _probe(model, model_data, model_eval, fitted, n_items: int) -> dict[str, Any
         except Exception as e:
             out["score"] = None
             out["score_error"] = f"{type(e).__name__}: {e}"
-    out["inference"] = costs.inference_seconds_per_1000(model_eval, model.score, fitted)
+    parts = ("valid", "test") if model.input == "rows" else ("test",)  # sequences: one pass
+    out["inference"] = costs.inference_seconds_per_1000(model_eval, model.score, fitted, parts)
     return out
 
 
@@ -581,7 +598,13 @@ def run_audit(
             "select_metric": config.select_metric,
             "protocol": "tuning: fit on train, select on valid (test is not an input); "
             "re-runs: the chosen configuration trained on train with each seed (early "
-            "stopping on valid), test: train rows in, train+valid masked; full ranking",
+            "stopping on valid), "
+            + (
+                "test: leave-one-out, history seq[:-1] in, the last item the target, history "
+                "items not excluded; full ranking"
+                if experiment._is_sequential(model_zoo.get(config.target))
+                else "test: train rows in, train+valid masked; full ranking"
+            ),
         },
         "tuning": {
             sc.model: {
