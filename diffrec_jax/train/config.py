@@ -32,8 +32,8 @@ class TrainConfig:
     (``diffrec_jax.models.diffrec``).
 
     Attributes:
-      batch_size: users per optimisation step (global, over all devices); must be divisible by
-        the number of devices.
+      batch_size: users per optimisation step (global, over all devices); a batch that does not
+        split evenly over the devices is padded with zero-weight rows.
       max_epochs: upper bound on the number of epochs.
       eval_every: evaluate on validation after every `eval_every`-th epoch (epochs counted
         from 1, as in the original code: epochs 5, 10, ...).

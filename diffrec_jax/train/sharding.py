@@ -55,22 +55,18 @@ def is_multiprocess(mesh: Mesh) -> bool:
     return any(d.process_index != jax.process_index() for d in mesh.devices.flat)
 
 
-def check_batch_size(batch_size: int, n_devices: int) -> None:
-    """Raises ConfigError unless `batch_size` splits evenly over `n_devices`."""
-    if batch_size % n_devices:
-        lower = batch_size - batch_size % n_devices
-        raise ConfigError(
-            f"TrainConfig.batch_size={batch_size} is not divisible by the number "
-            f"of devices ({n_devices}); use e.g. {lower or n_devices} or "
-            f"{lower + n_devices}"
-        )
+def device_batch_size(batch_size: int, n_devices: int) -> int:
+    """Rows of a global batch of `batch_size` examples on `n_devices`: rounded up to a multiple
+    of the device count (the extra rows repeat examples with weight 0)."""
+    return -(-int(batch_size) // n_devices) * n_devices
 
 
 def process_rows(mesh: Mesh, batch_size: int) -> slice:
     """The rows of a global batch of `batch_size` that this process feeds to :func:`put_batch`.
 
     All rows with one process; with several, the contiguous block held by this process's
-    devices (`batch_size` must be divisible by the number of devices).
+    devices (`batch_size`: the rows of the global batch, a multiple of the number of devices,
+    see :func:`device_batch_size`).
 
     Raises:
       ConfigError: this process's devices do not hold one contiguous block of the batch (a mesh

@@ -14,7 +14,8 @@ from diffrec_jax.train import (
     should_stop,
     steps_per_epoch,
 )
-from diffrec_jax.train.sharding import check_batch_size
+from diffrec_jax.train.loop import pad_batches
+from diffrec_jax.train.sharding import device_batch_size
 
 # -- config ---------------------------------------------------------------------------------------
 
@@ -53,15 +54,19 @@ def test_config_defaults_are_diffrec_and_trajectory_is_json_friendly():
 
 
 @pytest.mark.parametrize(
-    "batch_size, n_devices, ok",
-    [(16, 8, True), (400, 8, True), (12, 8, False), (7, 1, True), (3, 2, False)],
+    "batch_size, n_devices, rows",
+    [(16, 8, 16), (400, 8, 400), (500, 8, 504), (7, 1, 7), (3, 2, 4), (2, 8, 8)],
 )
-def test_batch_size_must_split_over_devices(batch_size, n_devices, ok):
-    if ok:
-        check_batch_size(batch_size, n_devices)
-    else:
-        with pytest.raises(ConfigError, match=f"batch_size={batch_size}.*{n_devices}"):
-            check_batch_size(batch_size, n_devices)
+def test_batches_are_padded_to_split_over_devices(batch_size, n_devices, rows):
+    assert device_batch_size(batch_size, n_devices) == rows
+    users = np.arange(3 * batch_size, dtype=np.int32).reshape(3, batch_size)
+    weights = np.ones((3, batch_size), np.float32)
+    weights[-1, -1] = 0.0  # a padding row of the last batch stays one
+    u, w = pad_batches(users, weights, rows)
+    assert u.shape == w.shape == (3, rows)
+    np.testing.assert_array_equal(u[:, :batch_size], users)
+    np.testing.assert_array_equal(w[:, :batch_size], weights)
+    assert not w[:, batch_size:].any() and np.isin(u[:, batch_size:], users).all()
 
 
 # -- batch order ----------------------------------------------------------------------------------
