@@ -63,7 +63,13 @@ from diffrec_jax.models.bprmf import (
 Params = dict[str, jax.Array]
 Graph = Mapping[str, Any]
 """The normalised adjacency in COO form: ``{"indices": [nnz, 2] int32 (row, column),
-"values": [nnz] float32}``, rows sorted, numpy or JAX arrays (see :func:`graph_arrays`)."""
+"values": [nnz] float32}``, rows sorted, numpy or JAX arrays, and for small graphs also its
+user-item block dense, ``"r_hat": [n_users, n_items] float32`` (see :func:`graph_arrays`)."""
+
+DENSE_LIMIT = 1 << 25
+"""Largest n_users * n_items (128 MB of float32) for which :func:`graph_arrays` adds the dense
+user-item block: on CPU its two matrix products per layer are about 3x faster than the sparse
+product (ML-1M: 5,949 x 2,810, 0.09 s vs 0.27 s per layer at d 64; the backward 1.4x)."""
 
 
 def normalized_adjacency(train: InteractionMatrix | sp.sparray) -> sp.csr_array:
@@ -87,13 +93,21 @@ def normalized_adjacency(train: InteractionMatrix | sp.sparray) -> sp.csr_array:
     return out.astype(np.float32)
 
 
-def graph_arrays(train: InteractionMatrix | sp.sparray) -> dict[str, np.ndarray]:
-    """:func:`normalized_adjacency` as the numpy arrays of a :data:`Graph`."""
-    adj = normalized_adjacency(train).tocoo()
-    return {
+def graph_arrays(
+    train: InteractionMatrix | sp.sparray, dense_limit: int = DENSE_LIMIT
+) -> dict[str, np.ndarray]:
+    """:func:`normalized_adjacency` as the numpy arrays of a :data:`Graph`; with "r_hat" when
+    ``n_users * n_items <= dense_limit``."""
+    csr = normalized_adjacency(train)
+    adj = csr.tocoo()
+    out = {
         "indices": np.stack([adj.row, adj.col], axis=1).astype(np.int32),
         "values": np.asarray(adj.data, np.float32),
     }
+    n_users, n_items = train.shape
+    if n_users * n_items <= dense_limit:
+        out["r_hat"] = csr[:n_users, n_users:].toarray().astype(np.float32)
+    return out
 
 
 def propagate(params: Params, graph: Graph, n_layers: int) -> Params:
@@ -108,6 +122,14 @@ def propagate(params: Params, graph: Graph, n_layers: int) -> Params:
       ``{"users": [n_users, d], "items": [n_items, d]}`` float32.
     """
     n_users = params["users"].shape[0]
+    if "r_hat" in graph:  # A = [[0, R], [R^T, 0]]: two dense products per layer
+        r = jnp.asarray(graph["r_hat"])
+        u, i = params["users"], params["items"]
+        total_u, total_i = u, i
+        for _ in range(n_layers):
+            u, i = r @ i, r.T @ u
+            total_u, total_i = total_u + u, total_i + i
+        return {"users": total_u / (n_layers + 1), "items": total_i / (n_layers + 1)}
     e = jnp.concatenate([params["users"], params["items"]], axis=0)
     n = e.shape[0]
     adj = jsparse.BCOO(

@@ -106,9 +106,11 @@ def test_graph_arrays_are_the_sorted_coo_of_the_adjacency():
     assert len(rows) == np.count_nonzero(adj)
 
 
-def test_propagation_matches_dense_numpy():
+@pytest.mark.parametrize("dense_limit", [0, 10**9])  # the sparse and the dense block paths
+def test_propagation_matches_dense_numpy(dense_limit):
     train = _train(2)
-    graph = graph_arrays(train)
+    graph = graph_arrays(train, dense_limit=dense_limit)
+    assert ("r_hat" in graph) == (dense_limit > 0)
     params = _params(3, 9, 7)
     for n_layers in (0, 3):
         got = propagate_jit(params, graph, n_layers=n_layers)
