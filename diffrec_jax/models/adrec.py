@@ -608,7 +608,7 @@ def sample_last(
     # The prefix never changes and attention is causal: run the prefix once, keep every
     # block's keys and values of the L - 1 prefix positions. The history encoder and the prefix
     # run on packed rows when the batch fits (cfg.pack_ratio; the same numbers).
-    n_rows = packing.rows(b, cfg.pack_ratio)
+    n_rows = packing.score_rows(b, cfg.pack_ratio)
     plan = packing.plan(valid, n_rows) if n_rows else None
     # position j < L - 1 is fed its clean target, the next history item; position L - 1 runs
     # along (causal: nothing before it depends on it) and its keys and values are dropped.

@@ -71,6 +71,19 @@ def rows(batch_size: int, ratio: float) -> int:
     return n if 0 < n < batch_size else 0
 
 
+SCORE_FACTOR = 1.5
+"""Scoring packs into :func:`score_rows`: ``SCORE_FACTOR`` times the training rows. A scoring
+history is one item (valid) or two (test) longer than a training example's (Beauty: 6.8 and 7.8
+real tokens against 5.8), and evaluators score users in order, not shuffled: at the default
+ratio every batch of the Amazon sets' valid and test histories fits in 0.3 B rows."""
+
+
+def score_rows(batch_size: int, ratio: float) -> int:
+    """Packed rows for scoring a batch of `batch_size` histories: :func:`rows` at
+    ``min(1, SCORE_FACTOR * ratio)``."""
+    return rows(batch_size, min(1.0, SCORE_FACTOR * ratio)) if ratio > 0 else 0
+
+
 def identity(batch_size: int, length: int) -> Packing:
     """The unpacked layout as a :class:`Packing` (row b holds example b): [B, L] arrays."""
     b = jnp.arange(batch_size, dtype=jnp.int32)[:, None]

@@ -452,7 +452,7 @@ def sasrec(
         table = params["item_emb"]
         pad = table.shape[0] - 1
         b, length = batch.history.shape
-        n_rows = packing.rows(b, pack_ratio)
+        n_rows = packing.score_rows(b, pack_ratio)
         plan = packing.plan(batch.history != pad, n_rows) if n_rows else None
 
         def last(layout: packing.Packing) -> jax.Array:

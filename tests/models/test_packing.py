@@ -91,6 +91,8 @@ def test_rows():
     assert packing.rows(512, 0.25) == 128
     assert packing.rows(512, 0.0) == 0 and packing.rows(512, 1.0) == 0
     assert packing.rows(3, 0.5) == 2
+    assert packing.score_rows(512, 0.2) == 154 and packing.score_rows(24, 0.5) == 18
+    assert packing.score_rows(512, 0.0) == 0 and packing.score_rows(512, 0.8) == 0
     with pytest.raises(ConfigError, match="pack_ratio"):
         packing.rows(8, 1.5)
     with pytest.raises(ConfigError, match="pack_ratio"):
@@ -160,7 +162,7 @@ def test_adrec_packed_equals_unpacked(long_rows):
         np.testing.assert_allclose(out[0][1][name], ref[0][1][name], rtol=2e-5)
 
 
-@pytest.mark.parametrize("long_rows", [0, 14])
+@pytest.mark.parametrize("long_rows", [0, 20])  # 20 full rows do not fit in 18 (score_rows)
 def test_scores_packed_equal_unpacked(long_rows):
     batch = _batch(_lengths(6, 24, long_rows), seed=1)
     batch = SeqBatch(batch.users, batch.history)
