@@ -21,6 +21,7 @@ TINY = {
     "lr": [5e-3],
     "dropout": [0.0],  # no dropout: a faster compile (the runner is under test here)
     "emb_dropout": [0.0],
+    "pack_ratio": [0.0],  # one compiled branch (packing: tests/models/test_packing.py)
 }
 
 

@@ -21,6 +21,7 @@ COMMON = {
     "eval_every": 1,
     "dropout": 0.0,
     "emb_dropout": 0.0,
+    "pack_ratio": 0.0,  # one compiled branch (packing: tests/models/test_packing.py)
 }
 TINY = {
     "adrec": {

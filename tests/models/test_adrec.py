@@ -33,6 +33,7 @@ TINY = A.ADRecConfig(
     dropout=0.0,
     lam=0.3,
     steps=5,
+    pack_ratio=0.0,  # packed rows are checked against these in test_packing.py
 )
 
 

@@ -34,7 +34,7 @@ def _trainable(layout, loss="ce", **kw):
     pre_ln, act, _, scale, pos, heads = LAYOUTS[layout]
     hp = dict(d=8, n_blocks=2, n_heads=heads, ffn_mult=2, activation=act, pre_ln=pre_ln)
     hp.update(scale_emb=scale, positions=pos, max_len=MAX_LEN, ln_eps=1e-6, loss=loss)
-    hp.update(dropout=0.0, emb_dropout=0.0)
+    hp.update(dropout=0.0, emb_dropout=0.0, pack_ratio=0.0)  # packing: test_packing.py
     return S.sasrec(**{**hp, **kw}), hp
 
 

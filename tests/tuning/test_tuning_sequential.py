@@ -26,6 +26,7 @@ TINY = {
     "batch_size": 256,
     "dropout": 0.0,
     "emb_dropout": 0.0,
+    "pack_ratio": 0.0,  # one compiled branch (packing: tests/models/test_packing.py)
 }
 SPACE = {"lr": ("float_log", 1e-3, 1e-2)}
 
