@@ -174,9 +174,14 @@ def tune(
                 if config.refit == "train"
                 else "refit on train+valid; test: train+valid rows in, train+valid masked"
             )
-            + "; test evaluated once per model; full ranking; sequential models: leave-one-out, "
-            "fit on the train sequences, select on the valid item, refit on train, test item "
-            "evaluated once (history items not excluded)",
+            + "; test evaluated once per model; full ranking"
+            + (
+                "; sequential models: leave-one-out, fit on the train sequences, select on the "
+                "valid item, refit on train, test item evaluated once (history items not "
+                "excluded)"
+                if any(experiment._is_sequential(model_zoo.get(m)) for m in config.models)
+                else ""
+            ),
         },
         "models": entries,
         "environment": environment(),
