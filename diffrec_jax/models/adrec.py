@@ -285,19 +285,23 @@ def encode_history(
     if k_emb is not None and cfg.emb_dropout > 0:
         h = layers.dropout(k_emb, h, cfg.emb_dropout)
     h = tfm.layer_norm(params["hist_norm"], h, LN_EPS)
-    rep = tfm.encoder(
-        params["encoder"],
+    return _causal_stack(params["encoder"], h, valid, cfg, k_enc, segments), valid
+
+
+def _causal_stack(blocks, h, valid, cfg: ADRecConfig, key, segments) -> jax.Array:
+    """ADRec's causal post-LN Transformer stack (encoder or denoiser) over `h` [B, L, d]."""
+    return tfm.encoder(
+        blocks,
         h,
         valid,
         cfg.n_heads,
         causal=True,
         pre_ln=False,
-        key=k_enc,
+        key=key,
         rate=cfg.dropout,
         eps=LN_EPS,
         segments=segments,
     )
-    return rep, valid
 
 
 def time_embedding(params: Params, t: jax.Array, cfg: ADRecConfig) -> jax.Array:
@@ -338,18 +342,7 @@ def denoise(
       segments: [B, L] int segment of every token of packed rows, or None.
     """
     h = denoiser_input(params, rep, x_t, t, cfg)
-    return tfm.encoder(
-        params["denoiser"],
-        h,
-        valid,
-        cfg.n_heads,
-        causal=True,
-        pre_ln=False,
-        key=key,
-        rate=cfg.dropout,
-        eps=LN_EPS,
-        segments=segments,
-    )
+    return _causal_stack(params["denoiser"], h, valid, cfg, key, segments)
 
 
 def diffusion_draws(

@@ -496,10 +496,7 @@ def diffurec(
         rate = lr
         if lr_decay_steps > 0:
             rate = optax.exponential_decay(lr, lr_decay_steps, lr_decay_rate, staircase=True)
-        adam = optax.adam(rate)
-        if weight_decay > 0:  # torch Adam's weight_decay: L2 added to the gradient
-            return optax.chain(optax.add_decayed_weights(weight_decay), adam)
-        return adam
+        return layers.torch_adam(rate, weight_decay)  # torch Adam's weight_decay
 
     return Trainable(init, loss, score, optimizer)
 

@@ -51,6 +51,7 @@ from diffrec_jax.errors import ConfigError
 from diffrec_jax.models import transformer as tf
 from diffrec_jax.models.base import Recommender, StepInfo, Trainable
 from diffrec_jax.models.layers import dropout as drop
+from diffrec_jax.models.layers import torch_adam
 from diffrec_jax.models.sasrec import ce_token_mean, example_weights
 from diffrec_jax.models.seqbase import SeqBatch
 
@@ -197,10 +198,7 @@ def gru4rec(
         return outputs(params, batch.history)[:, -1] @ table[: table.shape[0] - 1].T
 
     def optimizer() -> optax.GradientTransformation:
-        adam = optax.adam(lr)
-        if weight_decay > 0:
-            return optax.chain(optax.add_decayed_weights(weight_decay), adam)
-        return adam
+        return torch_adam(lr, weight_decay)
 
     return Trainable(init, loss, score, optimizer)
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from diffrec_jax.errors import ConfigError
 
@@ -77,6 +78,15 @@ def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> j
     if dim % 2:
         emb = jnp.concatenate([emb, jnp.zeros_like(emb[:, :1])], axis=-1)
     return emb
+
+
+def torch_adam(learning_rate, weight_decay: float = 0.0, b2: float = 0.999):
+    """``torch.optim.Adam(lr, betas=(0.9, b2), weight_decay)``: L2 added to the gradient before
+    Adam (not AdamW's decoupled decay). `learning_rate` is a float or an optax schedule."""
+    adam = optax.adam(learning_rate, b2=b2)
+    if weight_decay > 0:
+        return optax.chain(optax.add_decayed_weights(weight_decay), adam)
+    return adam
 
 
 def dropout(key: jax.Array, x: jax.Array, rate: float) -> jax.Array:

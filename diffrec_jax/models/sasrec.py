@@ -79,6 +79,7 @@ from diffrec_jax.models import packing
 from diffrec_jax.models import transformer as tf
 from diffrec_jax.models.base import Recommender, StepInfo, Trainable
 from diffrec_jax.models.layers import dropout as drop
+from diffrec_jax.models.layers import torch_adam
 from diffrec_jax.models.seqbase import SeqBatch
 
 Params = dict[str, Any]
@@ -467,10 +468,7 @@ def sasrec(
         return packing.packed_or_unpacked(plan, last, b, length) @ table[:pad].T
 
     def optimizer() -> optax.GradientTransformation:
-        adam = optax.adam(lr, b2=b2)
-        if weight_decay > 0:
-            return optax.chain(optax.add_decayed_weights(weight_decay), adam)
-        return adam
+        return torch_adam(lr, weight_decay, b2=b2)
 
     return Trainable(init, loss_fn, score, optimizer)
 
