@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.experiment import RunConfig, format_table, grid, parse_hparams, run, summarize
+from diffrec_jax.experiment import (
+    RunConfig,
+    format_table,
+    grid,
+    merge_results,
+    parse_hparams,
+    read_results,
+    run,
+    summarize,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,3 +135,87 @@ def test_script_bad_flags_give_library_errors(tmp_path, args, match):
     assert match in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list(tmp_path.glob("*.json"))  # no results that look successful
+
+
+def _tiny_run(tmp_path, seeds, models=("toppop", "ease"), hparams=None):
+    config = RunConfig(
+        models=models,
+        dataset="synthetic-small",
+        seeds=seeds,
+        hparams=hparams or {},
+        output_dir=str(tmp_path / "-".join(map(str, seeds))),
+    )
+    results, path = run(config, progress=lambda _: None)
+    return results, path
+
+
+def test_merge_of_seed_files_equals_one_run_of_all_seeds(tmp_path):
+    both, _ = _tiny_run(
+        tmp_path, (0, 1), models=("toppop", "bprmf"), hparams={"bprmf": {"max_epochs": [2]}}
+    )
+    first, p0 = _tiny_run(
+        tmp_path, (0,), models=("toppop", "bprmf"), hparams={"bprmf": {"max_epochs": [2]}}
+    )
+    second, p1 = _tiny_run(
+        tmp_path, (1,), models=("toppop", "bprmf"), hparams={"bprmf": {"max_epochs": [2]}}
+    )
+    merged = merge_results([(str(p0), read_results(p0)), (str(p1), read_results(p1))])
+    assert merged["config"]["seeds"] == [0, 1]
+    assert [s["file"] for s in merged["sources"]] == [str(p0), str(p1)]
+    for got, want in zip(merged["summary"], both["summary"], strict=True):
+        assert got["model"] == want["model"] and got["seeds"] == want["seeds"]
+        for metric, value in want["test"].items():
+            assert got["test"][metric]["mean"] == pytest.approx(value["mean"], abs=1e-12)
+            assert got["test"][metric]["std"] == pytest.approx(value["std"], abs=1e-12)
+    bprmf = next(s for s in merged["summary"] if s["model"] == "bprmf")
+    assert bprmf["test"]["Recall@20"]["std"] > 0  # two different seeds of a trained model
+
+
+def test_merge_rejects_what_is_not_one_experiment(tmp_path):
+    a, pa = _tiny_run(tmp_path, (0,), models=("toppop",))
+    with pytest.raises(ConfigError, match="seed 0 is also in a.json"):
+        merge_results([("a.json", a), ("b.json", a)])
+    other = json.loads(json.dumps(a))
+    other["evaluation"]["ks"] = [5]
+    with pytest.raises(ConfigError, match="b.json: evaluation is"):
+        merge_results([("a.json", a), ("b.json", other)])
+    ease1, _ = _tiny_run(tmp_path / "e1", (1,), models=("ease",), hparams={"ease": {"lam": [1.0]}})
+    ease2, _ = _tiny_run(tmp_path / "e2", (2,), models=("ease",), hparams={"ease": {"lam": [9.0]}})
+    with pytest.raises(ConfigError, match="expected one configuration per model"):
+        merge_results([("a.json", ease1), ("b.json", ease2)])
+    with pytest.raises(ConfigError, match="no results files"):
+        merge_results([])
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"config": 1,\n oops}')
+    with pytest.raises(ConfigError, match="bad.json, line 2: not JSON"):
+        read_results(bad)
+    bad.write_text("[]")
+    with pytest.raises(ConfigError, match="bad.json: no config, dataset, evaluation, runs"):
+        read_results(bad)
+
+
+def test_merge_script_writes_the_merged_file(tmp_path):
+    _, p0 = _tiny_run(tmp_path, (0,), models=("toppop",))
+    _, p1 = _tiny_run(tmp_path, (1,), models=("toppop",))
+    out = tmp_path / "merged" / "all.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "experiments" / "merge.py"),
+            f"--output={out}",
+            str(p0),
+            str(p1),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "toppop" in proc.stdout and json.loads(out.read_text())["config"]["seeds"] == [0, 1]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "merge.py"), str(p0), str(p0)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "is also in" in proc.stderr and "Traceback" not in proc.stderr
