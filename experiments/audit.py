@@ -32,7 +32,7 @@ from absl import app, flags
 
 from diffrec_jax import cli
 from diffrec_jax.audit import load_config, run_audit, scaled
-from diffrec_jax.tuning import METHODS
+from diffrec_jax.tuning import METHODS, parse_fixed_flags
 
 _CONFIG = flags.DEFINE_string(
     "config",
@@ -56,6 +56,12 @@ _SMOKE = flags.DEFINE_bool(
     "A minutes-long version: budget 2, 2 seeds, at most 2 epochs, 2 sampling seeds (flags given "
     "explicitly win).",
 )
+_FIXED = flags.DEFINE_multi_string(
+    "fixed",
+    [],
+    "Hyperparameters held fixed on top of the config's, repeatable: [model.]name=value "
+    "(e.g. lightgcn.batch_size=2048 to make a slow baseline's trials affordable).",
+)
 _METHOD = flags.DEFINE_enum("method", None, list(METHODS), "Search method (default: config's).")
 _POWER = flags.DEFINE_float(
     "power_watts", None, "Assumed average power draw while computing, W (default: config's, 65)."
@@ -72,8 +78,9 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     with cli.exit_on_error():
+        base = load_config(_CONFIG.value)
         config = scaled(
-            load_config(_CONFIG.value),
+            base,
             budget=_BUDGET.value,
             seeds=_SEEDS.value,
             max_epochs=_MAX_EPOCHS.value,
@@ -82,6 +89,7 @@ def main(argv: list[str]) -> None:
             grid_g_per_kwh=_GRID.value,
             output_dir=_OUTPUT_DIR.value,
             smoke=_SMOKE.value,
+            fixed=parse_fixed_flags(_FIXED.value, base.models),
         )
         command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
         _, report_dir = run_audit(

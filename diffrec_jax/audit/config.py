@@ -176,6 +176,7 @@ def scaled(
     grid_g_per_kwh: float | None = None,
     output_dir: str | None = None,
     smoke: bool = False,
+    fixed: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> AuditConfig:
     """`config` with the command line's overrides (None keeps the config's value).
 
@@ -186,6 +187,8 @@ def scaled(
       method, power_watts, grid_g_per_kwh, output_dir: replace the config's.
       smoke: a minutes-long version: budget 2, 2 seeds, at most 2 epochs and 2 sampling
         seeds, unless given explicitly.
+      fixed: ``{model: {name: value}}`` hyperparameters held fixed in addition to (and
+        replacing) the config's, e.g. a larger batch for a slow baseline in a scaled-down audit.
     """
     changes: dict[str, Any] = {}
     if smoke:
@@ -198,6 +201,11 @@ def scaled(
         changes["seeds"] = tuple(range(1, seeds + 1))
     if max_epochs is not None:
         changes["max_epochs"] = max_epochs
+    if fixed:
+        merged = {m: dict(v) for m, v in config.fixed.items()}
+        for model, values in fixed.items():
+            merged.setdefault(model, {}).update(values)
+        changes["fixed"] = merged
     for name, value in (
         ("method", method),
         ("power_watts", power_watts),

@@ -102,6 +102,12 @@ def test_configs(tmp_path):
     assert (smoke.budget, smoke.seeds, smoke.max_epochs) == (2, (1, 2), 2)
     assert smoke.output_dir == str(tmp_path)
     assert scaled(config, smoke=True, budget=3, seeds=4).seeds == (1, 2, 3, 4)
+    fixed = scaled(config, fixed={"ease": {"lam": 5.0}, "diffrec": {"batch_size": 7}}).fixed
+    assert fixed["ease"] == {"lam": 5.0}
+    assert fixed["diffrec"] == {**config.fixed["diffrec"], "batch_size": 7}
+    assert config.fixed.get("ease") is None  # the config itself is not changed
+    with pytest.raises(ConfigError, match="not audited"):
+        scaled(config, fixed={"slim": {"alpha": 1.0}})
     capped = dataclasses.replace(config, max_epochs=2).fixed_with_cap()
     assert capped["diffrec"]["max_epochs"] == 2 and capped["diffrec"]["eval_every"] == 1
     assert "toppop" not in capped
