@@ -62,11 +62,20 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def _umask() -> int:
+    """The process umask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     """Opens a temporary file beside `path`; on success fsyncs it and renames it onto `path`.
 
-    A crash at any point leaves either the old file or no file, never a partial one.
+    A crash at any point leaves either the old file or no file, never a partial one. The file
+    gets the permissions of a plainly created one (0666 minus the umask), not the temporary
+    file's 0600.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -74,6 +83,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
+            os.chmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -35,6 +35,17 @@ def test_write_json_atomic_roundtrip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        path = write_json_atomic(tmp_path / "r.json", {})
+        plain = tmp_path / "plain.json"
+        plain.write_text("{}")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o644
+
+
 def test_atomic_write_keeps_old_file_on_crash(tmp_path):
     path = tmp_path / "r.json"
     path.write_text("old")
