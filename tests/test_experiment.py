@@ -153,10 +153,10 @@ def test_merge_of_seed_files_equals_one_run_of_all_seeds(tmp_path):
     both, _ = _tiny_run(
         tmp_path, (0, 1), models=("toppop", "bprmf"), hparams={"bprmf": {"max_epochs": [2]}}
     )
-    first, p0 = _tiny_run(
+    _, p0 = _tiny_run(
         tmp_path, (0,), models=("toppop", "bprmf"), hparams={"bprmf": {"max_epochs": [2]}}
     )
-    second, p1 = _tiny_run(
+    _, p1 = _tiny_run(
         tmp_path, (1,), models=("toppop", "bprmf"), hparams={"bprmf": {"max_epochs": [2]}}
     )
     merged = merge_results([(str(p0), read_results(p0)), (str(p1), read_results(p1))])
@@ -172,7 +172,7 @@ def test_merge_of_seed_files_equals_one_run_of_all_seeds(tmp_path):
 
 
 def test_merge_rejects_what_is_not_one_experiment(tmp_path):
-    a, pa = _tiny_run(tmp_path, (0,), models=("toppop",))
+    a, _ = _tiny_run(tmp_path, (0,), models=("toppop",))
     with pytest.raises(ConfigError, match="seed 0 is also in a.json"):
         merge_results([("a.json", a), ("b.json", a)])
     other = json.loads(json.dumps(a))
