@@ -28,7 +28,7 @@ from diffrec_jax.models.base import FitData
 from diffrec_jax.models.seqbase import SeqFitData
 from diffrec_jax.results import ensure_writable_dir, environment, write_json_atomic
 from diffrec_jax.sequence_evaluation import SequenceEvaluator
-from diffrec_jax.train import TrainingDiverged, sharding, train
+from diffrec_jax.train import TrainingDiverged, sharding, train, training_record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,6 +365,10 @@ def _prepared(
 def _fit(model, fit_data: FitData, key: jax.Array) -> tuple[Any, float, dict | None]:
     """Fits `model`; returns (params, seconds, training record or None for closed form)."""
     t_fit = time.perf_counter()
+    if model.fit_with_record is not None:
+        params, training = model.fit_with_record(fit_data, key)
+        params = jax.block_until_ready(sharding.addressable(params))
+        return params, time.perf_counter() - t_fit, training
     if model.trainable is None:
         params = jax.block_until_ready(model.fit(fit_data, key))
         return params, time.perf_counter() - t_fit, None
@@ -372,21 +376,7 @@ def _fit(model, fit_data: FitData, key: jax.Array) -> tuple[Any, float, dict | N
     result = train(model.trainable, fit_data, model.train_config, key=key, **inputs)
     # Over several processes the params span all of them: evaluate this process's copy.
     params = jax.block_until_ready(sharding.addressable(result.params))
-    seconds = time.perf_counter() - t_fit
-    training = {
-        "best_epoch": result.best_epoch,
-        "epochs": len(result.history),
-        "stopped_early": result.stopped_early,
-        "best_valid": result.best_metrics,
-        "seconds_per_epoch": float(np.mean([r.seconds for r in result.history]))
-        if result.history
-        else None,
-        "history": [
-            {"epoch": r.epoch, "loss": r.loss, "seconds": r.seconds, "valid": r.metrics}
-            for r in result.history
-        ],
-    }
-    return params, seconds, training
+    return params, time.perf_counter() - t_fit, training_record(result)
 
 
 def summarize(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -82,6 +82,30 @@ def test_run_selects_on_valid_and_writes_results(tmp_path):
     assert "ease" in format_table(results)
 
 
+def test_fit_returns_the_record_of_a_multi_run_model():
+    """A model trained by several loop runs (ADRec's stages) reports its record via
+    fit_with_record; `fit` is not called twice."""
+    import jax
+    import jax.numpy as jnp
+
+    from diffrec_jax.experiment import _fit
+    from diffrec_jax.models.base import Recommender
+
+    def fit(data, key):
+        raise AssertionError("fit_with_record fits")
+
+    model = Recommender(
+        name="staged",
+        hparams={},
+        fit=fit,
+        score=lambda params, batch: params,
+        fit_with_record=lambda data, key: (jnp.ones(3), {"epochs": 7, "best_epoch": 2}),
+    )
+    params, seconds, training = _fit(model, None, jax.random.key(0))
+    np.testing.assert_array_equal(params, np.ones(3))
+    assert training == {"epochs": 7, "best_epoch": 2} and seconds >= 0
+
+
 def test_summarize_mean_and_std():
     runs = [
         {

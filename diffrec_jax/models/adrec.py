@@ -916,13 +916,47 @@ def fit_stages(hparams: Mapping[str, Any], data: SeqFitData, key: jax.Array) -> 
     return StageResults(pre, frozen, full, params)
 
 
+def stages_record(stages: StageResults) -> dict[str, Any]:
+    """The JSON-able training record of ADRec's stages (``Recommender.fit_with_record``).
+
+    The stage that gave the parameters (3, else 2) supplies ``best_epoch`` (counted within
+    that stage), ``stopped_early`` and ``best_valid``; ``epochs``, ``seconds_per_epoch`` and
+    ``history`` (each entry with its ``stage``) cover every stage run; ``stages`` maps
+    "pretrain", "frozen", "full" to each stage's own record without history (None if skipped).
+    """
+    from diffrec_jax.train.loop import training_record  # lazy: diffrec_jax.train imports models
+
+    runs = {"pretrain": stages.pretrain, "frozen": stages.frozen, "full": stages.full}
+    records = {name: None if r is None else training_record(r) for name, r in runs.items()}
+    history = [
+        {**entry, "stage": name}
+        for name, record in records.items()
+        if record is not None
+        for entry in record["history"]
+    ]
+    final = records["full"] or records["frozen"]
+    return {
+        "best_epoch": final["best_epoch"] if final else None,
+        "epochs": len(history),
+        "stopped_early": final["stopped_early"] if final else False,
+        "best_valid": final["best_valid"] if final else None,
+        "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
+        "history": history,
+        "stages": {
+            name: None if record is None else {k: v for k, v in record.items() if k != "history"}
+            for name, record in records.items()
+        },
+    }
+
+
 def adrec_recommender(**hparams: Any) -> Recommender:
     """ADRec as a sequential :class:`~diffrec_jax.models.base.Recommender`.
 
     `fit(data: SeqFitData, key)` runs :func:`fit_stages` and returns the final parameters;
     `score` is the sampler of ``hparams["sampler"]``. The training is three runs of the shared
-    loop, so ``trainable`` is None (callers wanting the training records call
-    :func:`fit_stages`); ``train_config`` is stage 3's.
+    loop, so ``trainable`` is None; ``fit_with_record`` also returns :func:`stages_record`
+    (callers wanting the full ``TrainResult`` of each stage call :func:`fit_stages`);
+    ``train_config`` is stage 3's.
 
     Args:
       **hparams: any of :data:`RECOMMENDER_DEFAULTS`.
@@ -937,6 +971,10 @@ def adrec_recommender(**hparams: Any) -> Recommender:
 
     def fit(data: SeqFitData, key: jax.Array) -> Params:
         return fit_stages(values, data, key).params
+
+    def fit_with_record(data: SeqFitData, key: jax.Array) -> tuple[Params, dict[str, Any]]:
+        stages = fit_stages(values, data, key)
+        return stages.params, stages_record(stages)
 
     config = TrainConfig(
         batch_size=values["batch_size"],
@@ -954,4 +992,5 @@ def adrec_recommender(**hparams: Any) -> Recommender:
         trainable=None,
         train_config=config,
         input="sequences",
+        fit_with_record=fit_with_record,
     )

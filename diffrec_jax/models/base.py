@@ -99,6 +99,11 @@ class Recommender(NamedTuple):
         ``diffrec_jax.train.train`` (``source=``, ``evaluator=``) with which `fit` trains, so
         that a caller wanting the full training record trains exactly as `fit` does; None
         for the defaults.
+      fit_with_record: ``fit_with_record(data, key) -> (params, record)`` for a model whose
+        `fit` is several runs of the training loop (ADRec's stages), so has no single
+        `trainable`: the same fit as `fit`, also returning the JSON-able training record
+        (the keys of ``diffrec_jax.train.training_record`` for the run that gave the params,
+        ``epochs`` over all runs, and ``stages``); None otherwise.
     """
 
     name: str
@@ -110,6 +115,7 @@ class Recommender(NamedTuple):
     prepare: Callable[[Split], Split] | None = None
     input: str = "rows"
     train_inputs: Callable[[Any], dict[str, Any]] | None = None
+    fit_with_record: Callable[[Any, jax.Array], tuple[Params, dict[str, Any]]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

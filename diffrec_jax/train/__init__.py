@@ -29,6 +29,7 @@ from diffrec_jax.train.loop import (
     should_stop,
     steps_per_epoch,
     train,
+    training_record,
     validation_evaluator,
 )
 
@@ -51,5 +52,6 @@ __all__ = [
     "steps_per_epoch",
     "train",
     "trained_recommender",
+    "training_record",
     "validation_evaluator",
 ]

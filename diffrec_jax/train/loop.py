@@ -130,6 +130,29 @@ class TrainResult(NamedTuple):
     stopped_early: bool
 
 
+def training_record(result: TrainResult) -> dict[str, Any]:
+    """The JSON-able record of one training run, as results files store it.
+
+    Returns:
+      ``{"best_epoch", "epochs", "stopped_early", "best_valid", "seconds_per_epoch",
+      "history": [{"epoch", "loss", "seconds", "valid"}, ...]}``; ``seconds_per_epoch`` is
+      the mean over `result.history` (None when no epoch was trained).
+    """
+    return {
+        "best_epoch": result.best_epoch,
+        "epochs": len(result.history),
+        "stopped_early": result.stopped_early,
+        "best_valid": result.best_metrics,
+        "seconds_per_epoch": float(np.mean([r.seconds for r in result.history]))
+        if result.history
+        else None,
+        "history": [
+            {"epoch": r.epoch, "loss": r.loss, "seconds": r.seconds, "valid": r.metrics}
+            for r in result.history
+        ],
+    }
+
+
 class EvaluatorLike(Protocol):
     """What the loop needs from :class:`diffrec_jax.evaluation.Evaluator`."""
 

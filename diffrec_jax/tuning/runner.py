@@ -310,7 +310,7 @@ def _targets(flag: str, name_flag: str, target: str | None, name: str, models) -
     """The models a ``[model.]name=...`` flag applies to (all listed models having `name`)."""
     where = f"--{name_flag}={flag!r}"
     if target is not None and target not in models:
-        raise ConfigError(f"{where}: model {target!r} is not in --model={list(models)}")
+        raise ConfigError(f"{where}: model {target!r} is not one of the models {list(models)}")
     targets = [target] if target else [t for t in models if name in model_zoo.get(t).defaults]
     if not targets:
         raise ConfigError(f"{where}: no model in {list(models)} has a hyperparameter {name!r}")

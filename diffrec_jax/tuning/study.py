@@ -405,7 +405,8 @@ def _run_trial(
         model = build_model(spec, {**(side or {}), **config.fixed, **params}, config)
         trial["hparams"] = dict(model.hparams)
         same = [t for t in trials if t["params"] == to_jsonable(params) and t["valid"]]
-        if model.trainable is None and same:  # closed form: the same params give the same fit
+        closed_form = model.trainable is None and model.fit_with_record is None
+        if closed_form and same:  # the same params give the same fit
             trial.update(state="duplicate", duplicate_of=same[0]["index"], valid=same[0]["valid"])
         else:
             model_data, model_evaluator = _trial_data(model, search_split, evaluator, config)

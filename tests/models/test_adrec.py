@@ -356,6 +356,13 @@ def test_learns_on_synthetic_sequences():
     assert all(jax.tree.leaves(moved))
     assert not np.allclose(result.params["item_emb"], table)  # unfrozen in stage 3
 
+    record = A.stages_record(result)  # what results files store (fit_with_record)
+    stages = [h["stage"] for h in record["history"]]
+    assert stages == ["pretrain"] * 4 + ["frozen"] + ["full"] * 5 and record["epochs"] == 10
+    assert record["best_epoch"] == 5 and record["best_valid"] == result.full.best_metrics
+    assert record["stages"]["frozen"]["best_epoch"] is None
+    assert record["stages"]["pretrain"]["epochs"] == 4 and "history" not in record["stages"]["full"]
+
     # the ks (hence top-k size) of fit's validation: its compiled scoring step is reused
     evaluator = SequenceEvaluator.from_split(split, 20, ks=(5, 10, 20))
     counts = jnp.asarray(np.bincount(split.train.items, minlength=split.n_items), jnp.float32)

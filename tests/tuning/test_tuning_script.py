@@ -44,7 +44,7 @@ def test_parse_space_flags():
         ("lam=float:a:b", "numbers"),
         ("lam=float:1:2:3", "numbers"),
         ("lam=float_log:0:1", "lo > 0"),
-        ("toppop.lam=float:0:1", "not in --model"),
+        ("toppop.lam=float:0:1", "is not one of the models"),
         ("alpha=float:0:1", "no model"),
     ],
 )
