@@ -135,7 +135,8 @@ class StudyConfig:
         return self.budget if self.space else 1
 
     def settings(self, dataset: Any, data: FitData | SeqFitData) -> dict[str, Any]:
-        """The JSON settings a saved study must match (dataset = id and data fingerprint)."""
+        """The JSON settings a saved study must match (dataset: id, for the record, and the
+        data fingerprint, which is what is compared)."""
         return to_jsonable(
             {
                 "model": self.model,
@@ -218,7 +219,12 @@ def load_study(path: str | Path, settings: Mapping[str, Any]) -> dict[str, Any]:
         raise DataError(f"not a study file (expected format {STUDY_FORMAT!r})", path=path)
     saved = record.get("settings", {})
     for name in SETTINGS:
-        if saved.get(name) != settings[name]:
+        mine, theirs = settings[name], saved.get(name)
+        if name == "dataset" and isinstance(theirs, dict):
+            # The data decides, not how it was named: a checkout moved elsewhere (an absolute
+            # path in the id) resumes its studies; other data under the same id does not.
+            mine, theirs = mine.get("fingerprint"), theirs.get("fingerprint")
+        if theirs != mine:
             raise ConfigError(
                 f"study file {path} was run with {name}={json.dumps(saved.get(name))}, "
                 f"this study has {name}={json.dumps(settings[name])}; use another output "
