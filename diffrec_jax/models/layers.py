@@ -89,12 +89,45 @@ def torch_adam(learning_rate, weight_decay: float = 0.0, b2: float = 0.999):
     return adam
 
 
+DROPOUT_BITS = 16
+"""Random bits per dropout decision: the rate is rounded to a multiple of 2^-16 (0.1 becomes
+0.100006) and the kept entries are scaled by the exact inverse of the rounded keep probability."""
+
+
+def _drop_threshold(rate: float) -> int:
+    """Dropout rate in units of 2^-16, in [0, 2^16 - 1] (a rate < 1 never drops everything)."""
+    return min(round(rate * 2**DROPOUT_BITS), 2**DROPOUT_BITS - 1)
+
+
+def dropout_keep(key: jax.Array, shape: Sequence[int], rate: float) -> jax.Array:
+    """The keep mask of :func:`dropout`: bool, `shape`; each entry kept with probability
+    ``1 - q``, ``q = round(rate * 2^16) / 2^16``.
+
+    Every entry gets 16 random bits: the two halves of each 32-bit word of
+    ``jax.random.bits(key, (*shape[:-1], ceil(shape[-1] / 2)), uint32)``, interleaved along the
+    last axis (so the batch axes keep their layout under sharding). That is half the random
+    words of ``jax.random.bernoulli`` (one per entry); on the CPU generating them is most of a
+    Transformer step's dropout cost (DiffuRec's step: 3.7 s with dropout, 1.6 s without).
+    """
+    shape = tuple(int(n) for n in shape)
+    if not shape:
+        return dropout_keep(key, (1,), rate)[0]
+    last = shape[-1]
+    words = jax.random.bits(key, (*shape[:-1], (last + 1) // 2), jnp.uint32)
+    halves = jnp.stack([words & 0xFFFF, words >> 16], axis=-1)
+    halves = halves.reshape(*shape[:-1], 2 * ((last + 1) // 2))[..., :last]
+    return halves >= _drop_threshold(rate)
+
+
 def dropout(key: jax.Array, x: jax.Array, rate: float) -> jax.Array:
-    """Inverted dropout: zero each entry with probability `rate`, scale the rest by 1/(1-rate)."""
+    """Inverted dropout: zero each entry with probability `rate` (rounded to 16 bits, see
+    :func:`dropout_keep`), scale the rest by the inverse of the keep probability."""
     if rate == 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+    q = _drop_threshold(rate)
+    keep = dropout_keep(key, x.shape, rate)
+    scale = 2**DROPOUT_BITS / (2**DROPOUT_BITS - q)
+    return jnp.where(keep, x * jnp.asarray(scale, x.dtype), jnp.zeros_like(x))
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:

@@ -14,6 +14,7 @@ from diffrec_jax import models
 from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.evaluation import Evaluator
+from diffrec_jax.models import layers
 from diffrec_jax.models.base import FitData, Recommender, StepInfo, Trainable, UserBatch
 from diffrec_jax.models.multvae import (
     DEFAULTS,
@@ -132,7 +133,7 @@ def test_loss_matches_numpy(step, padded):
     assert new_state == ()
     # The loss's draws: dropout mask, then the reparameterisation noise.
     key_drop, key_eps = jax.random.split(key)
-    keep = np.asarray(jax.random.bernoulli(key_drop, 0.5, x.shape))
+    keep = np.asarray(layers.dropout_keep(key_drop, x.shape, 0.5))
     eps = np.asarray(jax.random.normal(key_eps, (10, 6)), np.float64)
     beta = min(0.2, step / 10)
     want, neg_ll, kl = np_neg_elbo(params, x, keep, eps, 0.5, beta, 0.1, real)
