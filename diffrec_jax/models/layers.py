@@ -107,7 +107,8 @@ def dropout_keep(key: jax.Array, shape: Sequence[int], rate: float) -> jax.Array
     ``jax.random.bits(key, (*shape[:-1], ceil(shape[-1] / 2)), uint32)``, interleaved along the
     last axis (so the batch axes keep their layout under sharding). That is half the random
     words of ``jax.random.bernoulli`` (one per entry); on the CPU generating them is most of a
-    Transformer step's dropout cost (DiffuRec's step: 3.7 s with dropout, 1.6 s without).
+    Transformer step's dropout cost (DiffuRec's step on Beauty, one run:
+    2.64 s with Bernoulli draws, 2.01 s with these).
     """
     shape = tuple(int(n) for n in shape)
     if not shape:
