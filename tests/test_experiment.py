@@ -83,8 +83,8 @@ def test_run_selects_on_valid_and_writes_results(tmp_path):
 
 
 def test_fit_returns_the_record_of_a_multi_run_model():
-    """A model trained by several loop runs (ADRec's stages) reports its record via
-    fit_with_record; `fit` is not called twice."""
+    """A model trained by several loop runs (ADRec's stages) is fit once, by fit_with_record,
+    whose record becomes the run's training record (`fit` is not called)."""
     import jax
     import jax.numpy as jnp
 
