@@ -13,10 +13,11 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from diffrec_jax.errors import ConfigError
@@ -122,7 +123,7 @@ def ensure_writable_dir(path: str | os.PathLike, flag: str = "output_dir") -> Pa
 
 def package_versions() -> dict[str, str | None]:
     """Installed version of every tracked package (None when not installed)."""
-    out = {}
+    out: dict[str, str | None] = {}
     for name in TRACKED_PACKAGES:
         try:
             out[name] = importlib.metadata.version(name)
@@ -156,8 +157,6 @@ def git_revision() -> dict[str, Any] | None:
 
 def environment() -> dict[str, Any]:
     """Everything needed to re-run a result on the same stack."""
-    import jax
-
     devices = jax.devices()
     return {
         "time_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -171,3 +170,13 @@ def environment() -> dict[str, Any]:
         "packages": package_versions(),
         "git": git_revision(),
     }
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table: `header`, a rule, then `rows`, columns left-aligned to their width."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+
+    def line(row: Sequence[Any]) -> str:
+        return "  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True))
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])

@@ -7,12 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from diffrec_jax import seeds
+from diffrec_jax.data.sequences import SequenceDataset
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.experiment import (
     RunConfig,
+    fit,
     format_table,
     grid,
     merge_results,
@@ -21,6 +25,8 @@ from diffrec_jax.experiment import (
     run,
     summarize,
 )
+from diffrec_jax.models import ModelSpec
+from diffrec_jax.protocol import SeqFitData
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,28 +88,28 @@ def test_run_selects_on_valid_and_writes_results(tmp_path):
     assert "ease" in format_table(results)
 
 
-def test_fit_returns_the_record_of_a_multi_run_model():
-    """A model trained by several loop runs (ADRec's stages) is fit once, by fit_with_record,
-    whose record becomes the run's training record (`fit` is not called)."""
-    import jax
-    import jax.numpy as jnp
+def test_fit_returns_the_record_of_a_staged_model():
+    """A model trained by several loop runs (ADRec's stages) is fit once, by its entry's
+    fit_stages, whose record becomes the run's training record; the overrides reach it."""
+    calls = []
 
-    from diffrec_jax.experiment import _fit
-    from diffrec_jax.models.base import Recommender
+    def fit_stages(hparams, data, key, overrides):
+        calls.append(overrides)
+        return jnp.ones(3), {"epochs": 7, "best_epoch": 2}
 
-    def fit(data, key):
-        raise AssertionError("fit_with_record fits")
-
-    model = Recommender(
-        name="staged",
-        hparams={},
-        fit=fit,
-        score=lambda params, batch: params,
-        fit_with_record=lambda data, key: (jnp.ones(3), {"epochs": 7, "best_epoch": 2}),
+    spec = ModelSpec(
+        "staged",
+        {"max_len": 5},
+        kind="staged",
+        input="sequences",
+        fit_stages=fit_stages,
+        score=lambda hparams: lambda params, batch: params,
     )
-    params, seconds, training = _fit(model, None, jax.random.key(0))
-    np.testing.assert_array_equal(params, np.ones(3))
-    assert training == {"epochs": 7, "best_epoch": 2} and seconds >= 0
+    data = SeqFitData(SequenceDataset(np.array([0, 3]), np.array([0, 1, 2]), 3))
+    fitted = fit(spec, spec.hparams(), data, seeds.key(0, "fit"), overrides={"ks": (5,)})
+    np.testing.assert_array_equal(fitted.params, np.ones(3))
+    assert fitted.training == {"epochs": 7, "best_epoch": 2} and fitted.seconds >= 0
+    assert calls == [{"ks": (5,)}]
 
 
 def test_summarize_mean_and_std():

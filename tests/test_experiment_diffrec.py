@@ -11,12 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffrec_jax import models
+from diffrec_jax import models, seeds
 from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.evaluation import Evaluator
 from diffrec_jax.experiment import RunConfig, load_config, run
-from diffrec_jax.models.base import ModelSpec, Recommender
+from diffrec_jax.models import ModelSpec
 from diffrec_jax.models.tdiffrec import time_weighted_split
+from diffrec_jax.protocol import Recommender
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
 
@@ -59,9 +60,6 @@ def test_ml1m_config_has_the_released_hyperparameters():
 def _weighted_model(seen: list) -> Recommender:
     """A closed-form model with a data transform: scores = rows @ S with a fixed random S."""
 
-    def prepare(split):
-        return time_weighted_split(split, 0.2, 1.0)
-
     def fit(data, key):
         seen.append(np.array(data.train.csr.data))
         n = data.train.n_items
@@ -70,12 +68,17 @@ def _weighted_model(seen: list) -> Recommender:
     def score(params, batch):
         return batch.rows @ params["s"]
 
-    return Recommender("weighted", {}, fit, score, prepare=prepare)
+    return Recommender("weighted", {}, fit, score)
 
 
 def test_experiment_fits_and_evaluates_on_the_prepared_split(tmp_path, monkeypatch):
     seen = []
-    spec = ModelSpec("weighted", lambda: _weighted_model(seen), {})
+    spec = ModelSpec(
+        "weighted",
+        {},
+        make=lambda: _weighted_model(seen),
+        prepare=lambda split, hparams: time_weighted_split(split, 0.2, 1.0),
+    )
     monkeypatch.setitem(models.REGISTRY, "weighted", spec)
     config = RunConfig(
         models=("weighted",),
@@ -92,7 +95,7 @@ def test_experiment_fits_and_evaluates_on_the_prepared_split(tmp_path, monkeypat
     # ... and evaluation fed them as input rows.
     params = _weighted_model([]).fit(
         type("D", (), {"train": prepared.train})(),
-        jax.random.fold_in(jax.random.fold_in(jax.random.key(0), 0), 0),
+        seeds.key(0, "fit"),
     )
     score = _weighted_model([]).score
     want = Evaluator(prepared).evaluate(score, params)["test"].summary

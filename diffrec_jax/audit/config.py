@@ -8,15 +8,15 @@ and epoch cap to it.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from diffrec_jax import experiment
 from diffrec_jax import models as model_zoo
 from diffrec_jax.audit.stats import CORRECTIONS
 from diffrec_jax.errors import ConfigError
+from diffrec_jax.experiment import configs
+from diffrec_jax.metrics import metric_names
 from diffrec_jax.tuning import space as spaces
 
 
@@ -98,7 +98,7 @@ class AuditConfig:
             raise ConfigError("baselines is empty; expected at least one baseline model")
         if len(set(self.models)) != len(self.models):
             raise ConfigError(f"models {list(self.models)} repeat a name; expected distinct ones")
-        kinds = {n: experiment._is_sequential(model_zoo.get(n)) for n in self.models}
+        kinds = {n: model_zoo.get(n).input == "sequences" for n in self.models}
         if len(set(kinds.values())) > 1:
             seq = sorted(n for n, s in kinds.items() if s)
             raise ConfigError(
@@ -117,7 +117,7 @@ class AuditConfig:
             raise ConfigError(f"method={self.method!r}; expected one of {spaces.METHODS}")
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
             raise ConfigError(f"budget={self.budget!r}; expected a positive integer")
-        names = experiment._metric_names(self.ks)
+        names = metric_names(self.ks)
         for metric in (self.select_metric, *self.metrics, *self.reported):
             if metric not in names:
                 raise ConfigError(f"metric {metric!r}; expected one of {names}")
@@ -145,21 +145,21 @@ class AuditConfig:
         return self
 
     def fixed_with_cap(self) -> dict[str, dict[str, Any]]:
-        """`fixed`, plus max_epochs = min(value, cap) and eval_every <= cap for every
-        gradient-trained model when `max_epochs` caps epochs (also ADRec's pretraining and
-        frozen stages, ``pretrain_epochs`` and ``freeze_epochs``)."""
+        """`fixed`, plus every epoch-counting hyperparameter (``ModelSpec.epoch_hparams``:
+        max_epochs, and e.g. ADRec's pretrain_epochs and freeze_epochs) = min(value, cap) and
+        eval_every <= cap, for every gradient-trained model when `max_epochs` caps epochs."""
         out = {m: dict(self.fixed.get(m, {})) for m in self.models}
         if self.max_epochs is None:
             return {m: v for m, v in out.items() if v}
         for m in self.models:
-            defaults = model_zoo.get(m).defaults
-            if "max_epochs" not in defaults:
+            spec = model_zoo.get(m)
+            defaults = spec.defaults
+            if not spec.epoch_hparams:
                 continue
-            for name in ("max_epochs", "pretrain_epochs", "freeze_epochs"):
-                if name in defaults:
-                    current = out[m].get(name, defaults[name])
-                    out[m][name] = min(int(current), self.max_epochs)
-            if "eval_every" in defaults:
+            for name in spec.epoch_hparams:
+                current = out[m].get(name, defaults[name])
+                out[m][name] = min(int(current), self.max_epochs)
+            if "eval_every" in defaults and "max_epochs" in out[m]:
                 every = out[m].get("eval_every", defaults["eval_every"])
                 out[m]["eval_every"] = min(int(every), out[m]["max_epochs"])
         return {m: v for m, v in out.items() if v}
@@ -218,23 +218,13 @@ def scaled(
 
 
 def load_config(path: str | Path) -> AuditConfig:
-    """Loads ``get_config() -> AuditConfig`` from a Python file.
+    """Loads an audit configuration: a Python file whose ``get_config()`` returns an
+    AuditConfig (checked).
 
     Raises:
-      ConfigError: the file is missing or get_config does not return an AuditConfig.
+      ConfigError: the file is missing, fails, or returns something else.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"--config={str(path)!r}: no such file; expected a Python file defining get_config()"
-        )
-    spec = importlib.util.spec_from_file_location(f"diffrec_jax_audit_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = getattr(module, "get_config", lambda: None)()
-    if not isinstance(config, AuditConfig):
-        raise ConfigError(f"--config={str(path)!r}: get_config() must return an AuditConfig")
-    return config.check()
+    return configs.load_config(path, AuditConfig).check()
 
 
 __all__ = ["AuditConfig", "load_config", "scaled"]

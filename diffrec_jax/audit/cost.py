@@ -52,7 +52,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models.base import FitData, Recommender, Trainable, UserBatch
+from diffrec_jax.models import ModelSpec
+from diffrec_jax.protocol import Recommender, UserBatch
+from diffrec_jax.train.loop import (
+    DenseRows,
+    TrainState,
+    make_train_step,
+    steps_per_epoch,
+    strong_types,
+)
 
 DEFAULT_POWER_WATTS = 65.0
 DEFAULT_GRID_G_PER_KWH = 475.0
@@ -282,46 +290,26 @@ def _shapes(tree):
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), tree)
 
 
-def _data_trainable(model: Recommender, data: FitData) -> Trainable | None:
-    """The Trainable `model.fit` trains, for models that build it from the data."""
-    if model.name == "lightgcn":
-        from diffrec_jax.models import lightgcn
-
-        hp = {k: model.hparams[k] for k in lightgcn.DEFAULTS}
-        return lightgcn.lightgcn(lightgcn.graph_arrays(data.train), int(data.train.n_users), **hp)
-    if model.name == "bprmf":
-        from diffrec_jax.models import bprmf
-
-        hp = {k: model.hparams[k] for k in bprmf.DEFAULTS}
-        return bprmf.bprmf(int(data.train.n_users), **hp)
-    return None
-
-
-def train_step_cost(model: Recommender, data: Any) -> dict[str, Any] | None:
-    """FLOPs and XLA memory of one training step of `model` on `data`, or None (closed form).
+def train_step_cost(
+    spec: ModelSpec, hparams: Mapping[str, Any], data: Any
+) -> dict[str, Any] | None:
+    """FLOPs and XLA memory of one training step of `spec`'s model on `data`, or None.
 
     Args:
-      model: a built recommender (gradient-trained through the shared loop).
+      spec: the registry entry.
+      hparams: the model's hyperparameters.
       data: what its fit takes (:class:`FitData`, or ``SeqFitData`` for sequential models).
 
     Returns:
       {"flops", "flops_as_compiled", "loops_counted_once", "note", "memory_bytes",
-      "batch_size", "steps_per_epoch"}, or None when the model has no Trainable.
+      "batch_size", "steps_per_epoch"}, or None when the model is not trained by one run of
+      the shared loop (closed form, or staged).
     """
-    from diffrec_jax.train.loop import (
-        DenseRows,
-        TrainState,
-        make_train_step,
-        steps_per_epoch,
-        strong_types,
-    )
-
-    trainable = model.trainable or _data_trainable(model, data)
-    config = model.train_config
-    if trainable is None or config is None:
+    plan = spec.train_plan(hparams, data)
+    if plan is None:
         return None
-    inputs = {} if model.train_inputs is None else model.train_inputs(data)
-    source = inputs.get("source") or DenseRows(data.train)
+    trainable, config = plan.trainable, plan.config
+    source = plan.source or DenseRows(data.train)
     b = int(config.batch_size)
     n = int(source.n_examples)
     batch = source.batch((np.arange(b) % max(n, 1)).astype(np.int32), np.ones(b, np.float32))

@@ -1,8 +1,9 @@
 r"""Conceptual-mismatch diagnostics of a trained diffusion recommender (DiffRec family).
 
-A diffusion model is any registered model with the DiffRec diffusion hyperparameters
-(:data:`DIFFUSION_HPARAMS`: DiffRec, T-DiffRec, L-DiffRec, LT-DiffRec). For its chosen
-configuration the audit reports:
+A diffusion model here is any registered model whose registry entry declares
+``diffusion="gaussian"`` (DiffRec's Gaussian diffusion scored through the hyperparameters
+:data:`DIFFUSION_HPARAMS`: DiffRec, T-DiffRec, L-DiffRec, LT-DiffRec, and any model a user
+registers with that declaration). For its chosen configuration the audit reports:
 
 - the effective noise level :math:`\sqrt{1 - \bar\alpha_T}` of the forward process after all T
   steps (the standard deviation of the noise relative to a unit signal; 0.0059 for the
@@ -37,6 +38,7 @@ import numpy as np
 
 from diffrec_jax.diffusion import gaussian, schedules
 from diffrec_jax.errors import ConfigError
+from diffrec_jax.models import ModelSpec
 
 DIFFUSION_HPARAMS = (
     "steps",
@@ -53,9 +55,22 @@ SCORING_HPARAMS = ("sampling_steps", "sampling_noise", "reverse", "sampling_seed
 DEFAULT_STEP_FRACTIONS = (0.25, 0.5, 1.0)
 
 
-def is_diffusion(defaults: Mapping[str, Any]) -> bool:
-    """Whether a model with these hyperparameter defaults is a DiffRec-family diffusion model."""
-    return all(name in defaults for name in DIFFUSION_HPARAMS)
+def is_diffusion(spec: ModelSpec) -> bool:
+    """Whether the diagnostics here apply to the registered model `spec` (its entry declares
+    ``diffusion="gaussian"``; its hyperparameters must then include :data:`DIFFUSION_HPARAMS`).
+
+    Raises:
+      ConfigError: the entry declares the family but lacks one of its hyperparameters.
+    """
+    if spec.diffusion != "gaussian":
+        return False
+    missing = [name for name in DIFFUSION_HPARAMS if name not in spec.defaults]
+    if missing:
+        raise ConfigError(
+            f"model {spec.name!r} declares diffusion='gaussian' but has no hyperparameter(s) "
+            f"{missing}; the diagnostics vary them"
+        )
+    return True
 
 
 def alphas_cumprod(hparams: Mapping[str, Any]) -> np.ndarray:

@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from diffrec_jax import models as model_zoo
+from diffrec_jax.audit import diagnostics as diag
 from diffrec_jax.results import atomic_write, write_json_atomic
 
 
@@ -263,6 +265,11 @@ def _verdict_lines(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _best_model(summary: Mapping[str, Any], metric: str) -> str:
+    """The model of the summary with the highest mean test `metric` (the first on a tie)."""
+    return max(summary, key=lambda name: summary[name]["test"][metric]["mean"])
+
+
 def _accuracy_section(results: Mapping[str, Any]) -> str:
     config = results["config"]
     st = results["statistics"]
@@ -270,10 +277,7 @@ def _accuracy_section(results: Mapping[str, Any]) -> str:
     sel = config["select_metric"]
     header = ["model", f"valid {sel}", *(f"test {m}" for m in config["metrics"]), "trial"]
     rows = []
-    best_per_metric = {
-        m: max(st["summary"], key=lambda n, m=m: st["summary"][n]["test"][m]["mean"])
-        for m in config["metrics"]
-    }
+    best_per_metric = {m: _best_model(st["summary"], m) for m in config["metrics"]}
     for model, e in st["summary"].items():
         name = model
         if model == config["target"]:
@@ -438,11 +442,8 @@ def _diagnostics_section(results: Mapping[str, Any], plots: Mapping[str, str]) -
     config = results["config"]
     parts = []
     if not results["diagnostics"]:
-        from diffrec_jax import models as model_zoo
-        from diffrec_jax.audit import diagnostics as diag
-
         target = config["target"]
-        if not diag.is_diffusion(model_zoo.get(target).defaults):
+        if not diag.is_diffusion(model_zoo.get(target)):
             return (
                 f"The diagnostics (noise level, reverse process variants, top-K overlap) cover "
                 f"the DiffRec family of user-vector diffusion models; {target} is not one of "

@@ -32,10 +32,11 @@ energy assumptions or the correction only needs a rerun.
 
 Sequential models (``input == "sequences"``, all audited models of one kind) are tuned on
 ``SeqFitData`` (train sequences and valid items), re-run through
-:func:`diffrec_jax.experiment._prepared` (``SeqFitData`` and a ``SequenceEvaluator``: leave-one-out,
-history items not excluded) and compared per user on the test items. Their cost probe has no
-scoring-FLOPs entry (it needs a row batch) and times inference on the test pass; the diffusion
-diagnostics are those of the DiffRec family and are skipped for them.
+:func:`diffrec_jax.experiment.model_inputs` (``SeqFitData`` and a ``SequenceEvaluator``:
+leave-one-out, history items not excluded) and compared per user on the test items. Their cost
+probe has no scoring-FLOPs entry (it needs a row batch) and times inference on the test pass;
+the diffusion diagnostics (models whose registry entry declares ``diffusion="gaussian"``) are
+those of the DiffRec family and are skipped for them.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from diffrec_jax import experiment
 from diffrec_jax import models as model_zoo
+from diffrec_jax import seeds
 from diffrec_jax.audit import cost as costs
 from diffrec_jax.audit import diagnostics as diag
 from diffrec_jax.audit import report as reports
@@ -61,13 +62,12 @@ from diffrec_jax.audit import stats, store
 from diffrec_jax.audit.config import AuditConfig
 from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.errors import ConfigError, DiffrecError
-from diffrec_jax.evaluation import Evaluator
-from diffrec_jax.models.base import FitData
-from diffrec_jax.models.seqbase import SeqFitData
+from diffrec_jax.experiment import ModelInputs, fit, model_inputs, summarize, without_history
+from diffrec_jax.protocol import FitData, SeqFitData, exported
 from diffrec_jax.results import ensure_writable_dir, environment, to_jsonable
 from diffrec_jax.tuning import space as spaces
 from diffrec_jax.tuning.runner import TuneConfig, study_configs
-from diffrec_jax.tuning.study import StudyConfig, build_model, fingerprint, run_study
+from diffrec_jax.tuning.study import SEEDING, StudyConfig, fingerprint, load_study, run_study
 
 STEPS = 6
 
@@ -96,9 +96,9 @@ def _sha(value: Any) -> str:
 
 
 def side_data(name: str, extras: Mapping[str, Any]) -> dict[str, Any]:
-    """The dataset extras model `name` takes by name (e.g. L-DiffRec's ``item_emb``)."""
-    defaults = model_zoo.get(name).defaults
-    return {k: v for k, v in extras.items() if k in defaults and k != "sequences"}
+    """The dataset extras model `name`'s registry entry asks for (``ModelSpec.side_data``,
+    e.g. L-DiffRec's ``item_emb``)."""
+    return {k: extras[k] for k in model_zoo.get(name).side_data if k in extras}
 
 
 @dataclasses.dataclass
@@ -109,7 +109,6 @@ class _Context:
     out: Path
     split: Any
     fit_data: FitData
-    evaluator: Evaluator
     extras: Mapping[str, Any]
     data_id: dict[str, Any]
     data_fingerprint: str
@@ -121,7 +120,7 @@ class _Context:
     def search_data(self, name: str) -> FitData | SeqFitData:
         """What model `name`'s study sees: train and valid rows, or train sequences and valid
         items for a sequential model."""
-        if experiment._is_sequential(model_zoo.get(name)):
+        if model_zoo.get(name).input == "sequences":
             sequences = self.extras.get("sequences")
             if sequences is None:
                 raise ConfigError(
@@ -180,8 +179,6 @@ def _tune(ctx: _Context, studies: Sequence[StudyConfig]) -> dict[str, dict[str, 
         head = f"step 1/{STEPS} tuning {sc.model} ({i + 1}/{len(studies)})"
         done = 0
         if path.exists():
-            from diffrec_jax.tuning.study import load_study
-
             settings = sc.settings(ctx.study_dataset(sc.model), ctx.search_data(sc.model))
             done = len(load_study(path, settings)["trials"])
         if done >= sc.n_trials:
@@ -221,25 +218,34 @@ def _run_key(ctx: _Context, sc: StudyConfig, best: Mapping[str, Any], seed: int,
         "convention": ctx.config.convention,
         "metrics": list(ctx.config.metrics),
         "first": first,
+        "seeding": SEEDING,
     }
 
 
-def build_chosen(ctx: _Context, sc: StudyConfig, best: Mapping[str, Any], **overrides: Any):
-    """The model of the study's chosen trial (with side data), optionally with overrides."""
+def chosen_hparams(sc: StudyConfig, best: Mapping[str, Any], **overrides: Any) -> dict[str, Any]:
+    """The hyperparameters of the study's chosen trial, optionally with overrides."""
     params = spaces.decode_params(sc.space, best["params"], f"chosen trial of {sc.model}")
+    return model_zoo.get(sc.model).hparams(**{**sc.fixed, **params, **overrides})
+
+
+def chosen_inputs(ctx: _Context, sc: StudyConfig, hparams: Mapping[str, Any]) -> ModelInputs:
+    """What the chosen configuration is fit on (train, valid, side data) and its evaluator."""
     spec = model_zoo.get(sc.model)
-    return build_model(spec, {**ctx.side(sc.model), **sc.fixed, **params, **overrides}, sc)
+    data = ctx.extras.get("sequences") if spec.input == "sequences" else ctx.split
+    return model_inputs(spec, hparams, data, side=ctx.extras, ks=sc.ks, convention=sc.convention)
 
 
-def _probe(model, model_data, model_eval, fitted, n_items: int) -> dict[str, Any]:
+def _probe(spec, hparams, inputs: ModelInputs, fitted, n_items: int) -> dict[str, Any]:
     """Cost measurements of a fitted model (first seed only)."""
+    model = spec.build(**hparams)
+    model_eval = inputs.evaluator
     out: dict[str, Any] = {"memory": costs.memory_snapshot()}
     try:
-        out["train_step"] = costs.train_step_cost(model, model_data)
+        out["train_step"] = costs.train_step_cost(spec, hparams, inputs.data)
     except Exception as e:
         out["train_step"] = None
         out["train_step_error"] = f"{type(e).__name__}: {e}"
-    if model.input == "rows":
+    if spec.input == "rows":
         users = int(model_eval.users_to_score(("valid", "test")).size)
         try:
             out["score"] = costs.score_cost(
@@ -248,7 +254,7 @@ def _probe(model, model_data, model_eval, fitted, n_items: int) -> dict[str, Any
         except Exception as e:
             out["score"] = None
             out["score_error"] = f"{type(e).__name__}: {e}"
-    parts = ("valid", "test") if model.input == "rows" else ("test",)  # sequences: one pass
+    parts = ("valid", "test") if spec.input == "rows" else ("test",)  # sequences: one pass
     out["inference"] = costs.inference_seconds_per_1000(model_eval, model.score, fitted, parts)
     return out
 
@@ -268,13 +274,15 @@ def run_seed(
       The unit record (see :mod:`diffrec_jax.audit.store`).
     """
     config = ctx.config
-    model = build_chosen(ctx, sc, best)
-    model_data, model_eval = experiment._prepared(
-        model, ctx.split, ctx.fit_data, ctx.evaluator, sc, ctx.extras.get("sequences")
-    )
-    fitted, fit_seconds, training = experiment._fit(model, model_data, jax.random.key(seed))
+    spec = model_zoo.get(sc.model)
+    hparams = chosen_hparams(sc, best)
+    inputs = chosen_inputs(ctx, sc, hparams)
+    run = fit(spec, hparams, inputs.data, seeds.key(seed, "fit"), overrides=sc.selection())
+    fitted, fit_seconds, training = run.params, run.seconds, run.training
     t0 = time.perf_counter()
-    results = model_eval.evaluate(model.score, fitted, parts=("valid", "test"))
+    results = inputs.evaluator.evaluate(
+        spec.build(**hparams).score, fitted, parts=("valid", "test")
+    )
     eval_seconds = time.perf_counter() - t0
     test = results["test"]
     record = {
@@ -282,12 +290,10 @@ def run_seed(
         "seed": seed,
         "trial": best["index"],
         "params": best["params"],
-        "hparams": dict(model.hparams),
+        "hparams": dict(hparams),
         "fit_seconds": fit_seconds,
         "eval_seconds": eval_seconds,
-        "training": None
-        if training is None
-        else {k: v for k, v in training.items() if k != "history"},
+        "training": without_history(training),
         "valid": results["valid"].summary,
         "test": test.summary,
         "n_test_users": test.n_users_evaluated,
@@ -296,7 +302,7 @@ def run_seed(
         "finished_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     if first:
-        record["probe"] = _probe(model, model_data, model_eval, fitted, ctx.split.n_items)
+        record["probe"] = _probe(spec, hparams, inputs, fitted, ctx.split.n_items)
     per_user = np.stack([np.asarray(test.per_user[m], np.float64) for m in config.metrics])
     path = ctx.run_path(sc.model, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -320,7 +326,7 @@ def _reruns(
         best = tuned[sc.model]["best"]
         if best is None:
             continue
-        keep = diag.is_diffusion(model_zoo.get(sc.model).defaults)
+        keep = diag.is_diffusion(model_zoo.get(sc.model))
         runs[sc.model] = []
         for j, seed in enumerate(config.seeds):
             head = (
@@ -366,7 +372,7 @@ def per_user_means(ctx: _Context, model: str, records: Sequence[Mapping[str, Any
 def _statistics(ctx: _Context, runs: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
     config = ctx.config
     sel = config.select_metric
-    summary = {e["model"]: e for e in experiment.summarize([r for v in runs.values() for r in v])}
+    summary = {e["model"]: e for e in summarize([r for v in runs.values() for r in v])}
     baselines = [m for m in config.baselines if m in summary]
     best = max(baselines, key=lambda m: summary[m]["test"][sel]["mean"]) if baselines else None
     out: dict[str, Any] = {"summary": summary, "best_baseline": best, "comparison": None}
@@ -409,8 +415,15 @@ def _costs(ctx, tuned, runs, assumptions: costs.Assumptions) -> dict[str, Any]:
 # -- step 5 ---------------------------------------------------------------------------------------
 
 
-def _params_template(model, n_items: int):
-    return jax.eval_shape(lambda key: model.trainable.init(key, n_items), jax.random.key(0))[0]
+def _params_template(spec, hparams: Mapping[str, Any], data: Any, n_items: int):
+    """The shapes of the scoring parameters a fit of `spec` returns (to read them back)."""
+    plan = spec.train_plan(hparams, data)
+    trainable = plan.trainable
+
+    def init(key):
+        return exported(trainable, trainable.init(key, n_items)[0])
+
+    return jax.eval_shape(init, jax.random.key(0))
 
 
 def _diagnostics(
@@ -420,7 +433,8 @@ def _diagnostics(
     out = {}
     k = max(config.ks)
     for sc in studies:
-        if sc.model not in runs or not diag.is_diffusion(model_zoo.get(sc.model).defaults):
+        spec = model_zoo.get(sc.model)
+        if sc.model not in runs or not diag.is_diffusion(spec):
             continue
         first = runs[sc.model][0]
         if first["seed"] != config.seeds[0]:
@@ -428,11 +442,10 @@ def _diagnostics(
             continue
         best = tuned[sc.model]["best"]
         hparams = first["hparams"]
-        base = build_chosen(ctx, sc, best)
+        inputs = chosen_inputs(ctx, sc, chosen_hparams(sc, best))
         run_path = ctx.run_path(sc.model, first["seed"])
-        params = store.load_params(
-            store.params_path(run_path), _params_template(base, ctx.split.n_items)
-        )
+        template = _params_template(spec, chosen_hparams(sc, best), inputs.data, ctx.split.n_items)
+        params = store.load_params(store.params_path(run_path), template)
         level = diag.noise_level(hparams)
         ctx.say(
             f"step 5/{STEPS} diagnostics of {sc.model}: noise after T={level['steps']} steps "
@@ -441,9 +454,9 @@ def _diagnostics(
         )
         entries = []
         for v in diag.variants(hparams, config.diag_step_fractions):
-            seeds = range(config.diag_sampling_seeds) if v["stochastic"] else [None]
+            sampling_seeds = range(config.diag_sampling_seeds) if v["stochastic"] else [None]
             units = []
-            for s in seeds:
+            for s in sampling_seeds:
                 overrides = dict(v["overrides"])
                 if s is not None:
                     overrides["sampling_seed"] = s
@@ -460,10 +473,8 @@ def _diagnostics(
                 if unit is not None:
                     ctx.say(f"{head}: done before, skipped")
                 else:
-                    model = build_chosen(ctx, sc, best, **overrides)
-                    _, model_eval = experiment._prepared(
-                        model, ctx.split, ctx.fit_data, ctx.evaluator, sc
-                    )
+                    model = spec.build(**chosen_hparams(sc, best, **overrides))
+                    model_eval = chosen_inputs(ctx, sc, model.hparams).evaluator
                     t0 = time.perf_counter()
                     res = model_eval.evaluate(model.score, params, parts=("test",))["test"]
                     seconds = time.perf_counter() - t0
@@ -561,7 +572,6 @@ def run_audit(
         out=out,
         split=split,
         fit_data=fit_data,
-        evaluator=Evaluator(split, ks=config.ks, convention=config.convention),
         extras=dataset.extras,
         data_id=data_id,
         data_fingerprint=data_fp,
@@ -602,7 +612,7 @@ def run_audit(
             + (
                 "test: leave-one-out, history seq[:-1] in, the last item the target, history "
                 "items not excluded; full ranking"
-                if experiment._is_sequential(model_zoo.get(config.target))
+                if model_zoo.get(config.target).input == "sequences"
                 else "test: train rows in, train+valid masked; full ranking"
             ),
         },

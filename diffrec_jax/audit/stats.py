@@ -101,23 +101,23 @@ def ttest(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
 def holm(p: Sequence[float]) -> np.ndarray:
     """Holm-adjusted p-values (same order as `p`; NaN entries stay NaN and are not counted)."""
-    p = np.asarray(p, np.float64)
-    out = np.full(p.shape, np.nan)
-    idx = np.flatnonzero(np.isfinite(p))
+    values = np.asarray(p, np.float64)
+    out = np.full(values.shape, np.nan)
+    idx = np.flatnonzero(np.isfinite(values))
     m = idx.size
     if m == 0:
         return out
-    order = idx[np.argsort(p[idx], kind="stable")]
-    scaled = (m - np.arange(m)) * p[order]
+    order = idx[np.argsort(values[idx], kind="stable")]
+    scaled = (m - np.arange(m)) * values[order]
     out[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
     return out
 
 
 def bonferroni(p: Sequence[float]) -> np.ndarray:
     """Bonferroni-adjusted p-values min(1, m p) (NaN entries stay NaN and are not counted)."""
-    p = np.asarray(p, np.float64)
-    m = int(np.isfinite(p).sum())
-    return np.minimum(p * m, 1.0)
+    values = np.asarray(p, np.float64)
+    m = int(np.isfinite(values).sum())
+    return np.minimum(values * m, 1.0)
 
 
 def correct(p: Sequence[float], method: str = "holm") -> np.ndarray:

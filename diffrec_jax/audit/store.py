@@ -104,9 +104,11 @@ def load_array(path: str | Path, name: str) -> np.ndarray:
 def save_params(path: str | Path, params: Any) -> Path:
     """Saves the leaves of a parameter pytree as ``leaf_<i>`` in an .npz, atomically."""
     path = Path(path)
-    leaves = [np.asarray(x) for x in jax.tree.leaves(params)]
+    leaves: dict[str, Any] = {
+        f"leaf_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(params))
+    }
     with atomic_write(path, "wb") as f:
-        np.savez(f, **{f"leaf_{i}": x for i, x in enumerate(leaves)})
+        np.savez(f, **leaves)
     return path
 
 
@@ -118,7 +120,7 @@ def load_params(path: str | Path, template: Any) -> Any:
       DataError: the file is missing, unreadable, or does not match the template.
     """
     path = Path(path)
-    treedef = jax.tree.structure(template)
+    treedef: Any = jax.tree.structure(template)  # jaxlib's PyTreeDef has no type information
     try:
         with np.load(path, allow_pickle=False) as data:
             leaves = [data[f"leaf_{i}"] for i in range(len(data.files))]

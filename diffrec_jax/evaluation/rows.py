@@ -11,7 +11,6 @@ still divides by all users of the split). Metrics: :mod:`diffrec_jax.metrics`.
 
 from __future__ import annotations
 
-import collections
 import functools
 from collections.abc import Callable, Sequence
 
@@ -21,10 +20,11 @@ import numpy as np
 
 from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError, DiffrecError
+from diffrec_jax.evaluation.topk_loop import collect_top_items
 from diffrec_jax.metrics import EvalResult, default_batch_size, evaluate_top_items
 from diffrec_jax.metrics import _evaluate as _ev
-from diffrec_jax.metrics._topk import dense_pattern, masked_top_k_impl, pad_indices
-from diffrec_jax.models.base import Params, UserBatch
+from diffrec_jax.metrics._topk import dense_pattern, masked_top_k_impl
+from diffrec_jax.protocol import Params, UserBatch
 
 PARTS = ("valid", "test")
 ScoreFn = Callable[[Params, UserBatch], jax.Array]
@@ -137,39 +137,15 @@ class Evaluator:
         parts = self._check_parts(parts)
         users = self.users_to_score(parts)
         n_users = self.split.n_users
-        top = {p: np.full((n_users, self.k), -1, np.int32) for p in parts}
-        if users.size:
-            b = min(self.batch_size, users.size)
-            step = functools.partial(_score_and_rank, score_fn=score_fn, k=self.k, parts=parts)
+        step = functools.partial(_score_and_rank, score_fn=score_fn, k=self.k, parts=parts)
 
-            def collect(idx, result):
-                out, has_nan = result
-                has_nan = np.asarray(has_nan)[: idx.size]
-                if has_nan.any():
-                    u = int(idx[np.argmax(has_nan)])
-                    raise DiffrecError(
-                        f"score_fn returned NaN scores for user {u}; expected "
-                        "finite or infinite scores"
-                    )
-                for p in parts:
-                    items, valid = (np.asarray(a)[: idx.size] for a in out[p])
-                    top[p][idx] = np.where(valid, items, -1)
+        def dispatch(padded: np.ndarray):
+            rows = self._train_values.dense_rows(padded)
+            train_mask = dense_pattern(self._train, padded)
+            valid_mask = dense_pattern(self._truth["valid"], padded) if "test" in parts else None
+            return step(params, jnp.asarray(padded, jnp.int32), rows, train_mask, valid_mask)
 
-            pending = collections.deque()  # at most two batches in flight: bounded memory
-            for start in range(0, users.size, b):
-                idx = users[start : start + b]
-                padded = pad_indices(idx, b)
-                rows = self._train_values.dense_rows(padded)
-                train_mask = dense_pattern(self._train, padded)
-                valid_mask = (
-                    dense_pattern(self._truth["valid"], padded) if "test" in parts else None
-                )
-                out = step(params, jnp.asarray(padded, jnp.int32), rows, train_mask, valid_mask)
-                pending.append((idx, out))  # dispatched asynchronously
-                if len(pending) > 1:
-                    collect(*pending.popleft())
-            while pending:
-                collect(*pending.popleft())
+        top = collect_top_items(users, n_users, self.k, parts, self.batch_size, dispatch)
         return {
             p: evaluate_top_items(
                 top[p],

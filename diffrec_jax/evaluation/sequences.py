@@ -10,7 +10,6 @@ HitRate@K equals Recall@K; tables call it HR@K).
 
 from __future__ import annotations
 
-import collections
 import functools
 from collections.abc import Callable, Mapping, Sequence
 
@@ -21,11 +20,11 @@ import scipy.sparse as sp
 
 from diffrec_jax.data.sequences import SequenceSplit
 from diffrec_jax.errors import ConfigError, DiffrecError
+from diffrec_jax.evaluation.topk_loop import collect_top_items
 from diffrec_jax.metrics import EvalResult, default_batch_size, evaluate_top_items
 from diffrec_jax.metrics import _evaluate as _ev
-from diffrec_jax.metrics._topk import masked_top_k_impl, pad_indices
-from diffrec_jax.models.base import Params
-from diffrec_jax.models.seqbase import SeqBatch, SeqFitData, left_pad
+from diffrec_jax.metrics._topk import masked_top_k_impl
+from diffrec_jax.protocol import Params, SeqBatch, SeqFitData, left_pad
 
 PARTS = ("valid", "test")
 SEQ_KS = (5, 10, 20)
@@ -177,33 +176,16 @@ class SequenceEvaluator:
         for part in parts:
             hist, truth = self.inputs[part]
             n = hist.shape[0]
-            top = np.full((n, self.k), -1, np.int32)
-            b = min(self.batch_size, n)
 
-            def collect(idx, result, top=top):
-                (items, valid), has_nan = result
-                has_nan = np.asarray(has_nan)[: idx.size]
-                if has_nan.any():
-                    u = int(idx[np.argmax(has_nan)])
-                    raise DiffrecError(
-                        f"score_fn returned NaN scores for user {u}; expected finite or "
-                        "infinite scores"
-                    )
-                items, valid = (np.asarray(a)[: idx.size] for a in (items, valid))
-                top[idx] = np.where(valid, items, -1)
+            def dispatch(padded: np.ndarray, part=part, hist=hist):
+                (items, valid), has_nan = step(
+                    params, jnp.asarray(padded, jnp.int32), jnp.asarray(hist[padded])
+                )
+                return {part: (items, valid)}, has_nan
 
-            pending = collections.deque()
-            for start in range(0, n, b):
-                idx = np.arange(start, min(start + b, n))
-                padded = pad_indices(idx, b)
-                result = step(params, jnp.asarray(padded, jnp.int32), jnp.asarray(hist[padded]))
-                pending.append((idx, result))
-                if len(pending) > 1:
-                    collect(*pending.popleft())
-            while pending:
-                collect(*pending.popleft())
+            top = collect_top_items(np.arange(n), n, self.k, (part,), self.batch_size, dispatch)
             out[part] = evaluate_top_items(
-                top,
+                top[part],
                 truth,
                 ks=self.ks,
                 convention=self.convention,

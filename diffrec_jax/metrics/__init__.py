@@ -61,6 +61,8 @@ Novelty and AvgPop are averaged over evaluated users with a non-empty list and o
 item_popularity is None; Coverage and Gini have no per-user values.
 """
 
+from collections.abc import Sequence
+
 from diffrec_jax.metrics._evaluate import (
     BEYOND_METRICS,
     EvalResult,
@@ -71,12 +73,23 @@ from diffrec_jax.metrics._evaluate import (
 from diffrec_jax.metrics._ranking import ACCURACY_METRICS, CONVENTIONS
 from diffrec_jax.metrics._topk import default_batch_size, masked_top_k, masked_top_k_impl
 
+SELECTABLE_METRICS = ("Recall", "Precision", "NDCG", "HitRate", "MRR", "MAP")
+"""Accuracy metrics a run or study may select on, at each of its cutoffs."""
+
+
+def metric_names(ks: Sequence[int]) -> list[str]:
+    """The summary keys ``"<metric>@<k>"`` of :data:`SELECTABLE_METRICS` at the cutoffs `ks`."""
+    return [f"{m}@{k}" for m in SELECTABLE_METRICS for k in ks]
+
+
 __all__ = [
     "ACCURACY_METRICS",
     "BEYOND_METRICS",
     "CONVENTIONS",
     "EvalResult",
+    "SELECTABLE_METRICS",
     "default_batch_size",
+    "metric_names",
     "evaluate",
     "evaluate_top_items",
     "masked_top_k",

@@ -182,7 +182,7 @@ def evaluate_top_items(
         values = _ranking.accuracy_per_user(hits, valid, n_truth[users], kc, convention)
         counts = _beyond.recommendation_counts(items[:, :kc], valid[:, :kc], n_items)
         global_values = {"Coverage": _beyond.coverage(counts), "Gini": _beyond.gini(counts)}
-        if pop is not None:
+        if pop is not None and info is not None:  # info is None exactly when pop is
             values["Novelty"] = _beyond.list_means(info, items[:, :kc], valid[:, :kc])
             values["AvgPop"] = _beyond.list_means(pop, items[:, :kc], valid[:, :kc])
         by_k.append((k, values, global_values))
@@ -242,7 +242,8 @@ def top_items_of_scores(
             )
         out[idx] = np.where(valid, items, -1)
 
-    pending = collections.deque()  # at most two batches in flight: bounded memory
+    # at most two batches in flight: bounded memory
+    pending: collections.deque[tuple[np.ndarray, tuple[jax.Array, ...]]] = collections.deque()
     for start in range(0, users.size, b):
         idx = users[start : start + b]
         padded = _topk.pad_indices(idx, b)

@@ -21,8 +21,8 @@ triples per epoch); an epoch here gives every user `samples_per_user` triples. U
 train item or no non-interacted item have no triple and do not count.
 
 The user embedding table needs the number of users, which `Trainable.init(key, n_items)` does
-not see: :func:`bprmf` takes it, and :func:`bprmf_recommender`'s `fit` builds the Trainable
-from the train matrix and runs the shared training loop (the Recommender's `trainable` is None).
+not see: :func:`bprmf` takes it, and the registry entry's :func:`plan` builds the Trainable from
+the train matrix for the shared training loop.
 
 Initialisation N(0, 0.1^2) (the LightGCN code's); optimiser Adam (the original used SGD with
 bootstrap sampling).
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -45,15 +46,15 @@ import jax.numpy as jnp
 import optax
 
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models.base import (
+from diffrec_jax.protocol import (
     FitData,
-    Recommender,
     StepInfo,
     Trainable,
     UserBatch,
     mean_over_rows,
     row_weights,
 )
+from diffrec_jax.train import TrainPlan, row_train_config
 
 Params = dict[str, jax.Array]
 
@@ -183,7 +184,7 @@ def bprmf(
     reg: float = 1e-4,
     samples_per_user: int = 16,
 ) -> Trainable:
-    """BPR-MF as a :class:`~diffrec_jax.models.base.Trainable` for `n_users` users.
+    """BPR-MF as a :class:`~diffrec_jax.protocol.Trainable` for `n_users` users.
 
     Args:
       n_users: rows of the train matrix (the user embedding table).
@@ -249,34 +250,16 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 """BPR-MF's training hyperparameters, as recommender hparams."""
 
 RECOMMENDER_DEFAULTS: dict[str, Any] = {**DEFAULTS, **TRAIN_DEFAULTS}
-"""Every hyperparameter of :func:`bprmf_recommender` and its default."""
+"""Every hyperparameter of the ``"bprmf"`` registry entry and its default."""
 
 
-def bprmf_recommender(**hparams: Any) -> Recommender:
-    """BPR-MF as a :class:`~diffrec_jax.models.base.Recommender`.
+def check_hparams(values: Mapping[str, Any]) -> None:
+    """Validates BPR-MF's hyperparameters (raises ConfigError) without data."""
+    bprmf(1, **{k: values[k] for k in DEFAULTS})
 
-    `fit(data, key)` builds :func:`bprmf` for ``data.train.n_users`` users and runs the shared
-    training loop (:func:`diffrec_jax.train.train`, early stopping on ``data.valid``); params
-    are the best embeddings on validation. ``trainable`` is None (the Trainable depends on
-    the data), ``train_config`` is the loop's configuration.
 
-    Args:
-      **hparams: any of :data:`RECOMMENDER_DEFAULTS`.
-
-    Raises:
-      ConfigError: an unknown or invalid hyperparameter.
-    """
-    from diffrec_jax.models import diffrec as diffrec_model
-
-    values = diffrec_model.check_hparams("bprmf", hparams, RECOMMENDER_DEFAULTS)
-    model_hparams = {k: values[k] for k in DEFAULTS}
-    bprmf(1, **model_hparams)  # validates now rather than at fit time
-    config = diffrec_model.train_config(values)
-
-    def fit(data: FitData, key: jax.Array) -> Params:
-        from diffrec_jax.train import train  # lazy: diffrec_jax.train imports models
-
-        trainable = bprmf(int(data.train.n_users), **model_hparams)
-        return train(trainable, data, config, key=key).params
-
-    return Recommender("bprmf", values, fit, embedding_score, train_config=config)
+def plan(values: Mapping[str, Any], data: FitData) -> TrainPlan:
+    """The training plan of ``"bprmf"``: :func:`bprmf` sized by ``data.train``'s users, the
+    shared loop's configuration from :data:`TRAIN_DEFAULTS`' hyperparameters."""
+    trainable = bprmf(int(data.train.n_users), **{k: values[k] for k in DEFAULTS})
+    return TrainPlan(trainable, row_train_config(values))

@@ -17,10 +17,9 @@ Training (see :mod:`diffrec_jax.diffusion.gaussian`): t from the loss-aware impo
 w_t * mse / pt. Rows padding the last batch of an epoch (``UserBatch.weights`` 0) count neither
 in the loss nor in the loss history. Scoring runs the reverse process from the user's train row.
 
-:func:`diffrec` gives the :class:`~diffrec_jax.models.base.Trainable`;
-:func:`diffrec_recommender` (registered as ``"diffrec"``) the
-:class:`~diffrec_jax.models.base.Recommender` trained by the shared loop, whose
-hyperparameters include the training ones (batch size, epochs, validation cadence, patience).
+:func:`diffrec` gives the :class:`~diffrec_jax.protocol.Trainable`; the registry entry
+``"diffrec"`` (:mod:`diffrec_jax.models`) trains it with the shared loop, with the training
+hyperparameters of :data:`TRAIN_DEFAULTS` (batch size, epochs, validation cadence, patience).
 
 Differences from the original code: `reweight=False` works (unweighted mse; the original
 crashes), `noise_scale=0` (the original's "no diffusion" mode) is rejected, and
@@ -35,18 +34,18 @@ References:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from diffrec_jax import seeds
 from diffrec_jax.diffusion import gaussian, schedules
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models import layers
-from diffrec_jax.models.base import (
-    Recommender,
+from diffrec_jax.nn import layers
+from diffrec_jax.protocol import (
     StepInfo,
     Trainable,
     UserBatch,
@@ -184,7 +183,7 @@ def diffrec(
     reverse: str = "faithful",
     sampling_seed: int = 0,
 ) -> Trainable:
-    """DiffRec as a :class:`~diffrec_jax.models.base.Trainable`.
+    """DiffRec as a :class:`~diffrec_jax.protocol.Trainable`.
 
     Defaults are the released ML-1M clean configuration (batch size 400 is the loop's business).
 
@@ -266,8 +265,7 @@ def diffrec(
 
         key = None
         if sampling_steps > 0 or sampling_noise:
-            base = jax.random.key(sampling_seed)
-            key = jax.vmap(jax.random.fold_in, (None, 0))(base, batch.users)
+            key = seeds.sampling_keys(sampling_seed, batch.users)
         return gaussian.p_sample(
             diff,
             denoise_fn,
@@ -289,7 +287,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-# -- as a Recommender -----------------------------------------------------------------------------
+# -- as a registered model ----------------------------------------------------------------------
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "batch_size": 400,
@@ -302,42 +300,4 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 """DiffRec's training hyperparameters (the original's main.py), as recommender hparams."""
 
 RECOMMENDER_DEFAULTS: dict[str, Any] = {**DEFAULTS, **TRAIN_DEFAULTS}
-"""Every hyperparameter of :func:`diffrec_recommender` and its default (the ML-1M release)."""
-
-
-def check_hparams(name: str, hparams: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict:
-    """`defaults` updated with `hparams`; an unknown name raises ConfigError naming `name`."""
-    unknown = sorted(set(hparams) - set(defaults))
-    if unknown:
-        raise ConfigError(
-            f"model {name!r} has no hyperparameter(s) {unknown}; expected some of "
-            f"{sorted(defaults)}"
-        )
-    return {**defaults, **hparams}
-
-
-def train_config(values: Mapping[str, Any]):
-    """The :class:`~diffrec_jax.train.TrainConfig` of the training entries of `values`."""
-    from diffrec_jax.train.config import TrainConfig  # lazy: diffrec_jax.train imports models
-
-    return TrainConfig(**{k: values[k] for k in TRAIN_DEFAULTS})
-
-
-def diffrec_recommender(**hparams: Any) -> Recommender:
-    """DiffRec as a :class:`~diffrec_jax.models.base.Recommender` trained by the shared loop.
-
-    Args:
-      **hparams: any of :data:`RECOMMENDER_DEFAULTS`: the arguments of :func:`diffrec` and the
-        training ones (batch_size, max_epochs, eval_every, patience; see
-        :class:`~diffrec_jax.train.TrainConfig`). Defaults: the released ML-1M configuration,
-        batch 400, up to 1000 epochs, validation Recall@20 every 5 epochs, stop after 3
-        evaluations without improvement (the original's 20 epochs).
-
-    Raises:
-      ConfigError: an unknown or invalid hyperparameter.
-    """
-    from diffrec_jax.train.fit import trained_recommender  # lazy: avoids an import cycle
-
-    values = check_hparams("diffrec", hparams, RECOMMENDER_DEFAULTS)
-    trainable = diffrec(**{k: values[k] for k in DEFAULTS})
-    return trained_recommender("diffrec", values, trainable, train_config(values))
+"""Every hyperparameter of the ``"diffrec"`` registry entry and its default (the ML-1M release)."""

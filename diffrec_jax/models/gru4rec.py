@@ -18,7 +18,7 @@ The GRU cell is torch.nn.GRU's:
    s' = (1 - z) \odot n + z \odot s,
 
 run with :func:`jax.lax.scan` over the positions, starting from ``s = 0``. Histories are
-left-padded (:mod:`diffrec_jax.models.seqbase`); at a padding position the state is carried
+left-padded (:mod:`diffrec_jax.protocol`); at a padding position the state is carried
 unchanged, so the state at the first real item is the GRU's initial one and a history's scores
 do not depend on its left padding.
 
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -48,12 +47,11 @@ import jax.numpy as jnp
 import optax
 
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models import transformer as tf
-from diffrec_jax.models.base import Recommender, StepInfo, Trainable
-from diffrec_jax.models.layers import dropout as drop
-from diffrec_jax.models.layers import torch_adam
 from diffrec_jax.models.sasrec import ce_token_mean, example_weights
-from diffrec_jax.models.seqbase import SeqBatch
+from diffrec_jax.nn import transformer as tf
+from diffrec_jax.nn.layers import dropout as drop
+from diffrec_jax.nn.layers import torch_adam
+from diffrec_jax.protocol import SeqBatch, StepInfo, Trainable
 
 Params = dict[str, Any]
 
@@ -156,7 +154,7 @@ def gru4rec(
     lr: float = 1e-3,
     weight_decay: float = 0.0,
 ) -> Trainable:
-    """GRU4Rec as a :class:`~diffrec_jax.models.base.Trainable` (maths in the module docstring).
+    """GRU4Rec as a :class:`~diffrec_jax.protocol.Trainable` (maths in the module docstring).
 
     Args:
       d: embedding width (also the output width scored against the item table).
@@ -217,23 +215,3 @@ GRU4REC_DEFAULTS: dict[str, Any] = {
     "select_metric": "NDCG@20",
 }
 """Every hyperparameter of ``"gru4rec"`` and its default (see the module docstring)."""
-
-
-def gru4rec_recommender(**hparams: Any) -> Recommender:
-    """``"gru4rec"`` as a sequential :class:`~diffrec_jax.models.base.Recommender` trained by
-    the shared loop (hyperparameters :data:`GRU4REC_DEFAULTS`).
-
-    Raises:
-      ConfigError: an unknown or invalid hyperparameter.
-    """
-    from diffrec_jax.train.fit import seq_train_config, seq_trained_recommender  # lazy: cycle
-
-    unknown = sorted(set(hparams) - set(GRU4REC_DEFAULTS))
-    if unknown:
-        raise ConfigError(
-            f"model 'gru4rec' has no hyperparameter(s) {unknown}; expected some of "
-            f"{sorted(GRU4REC_DEFAULTS)}"
-        )
-    values: Mapping[str, Any] = {**GRU4REC_DEFAULTS, **hparams}
-    trainable = gru4rec(**{k: values[k] for k in MODEL_DEFAULTS})
-    return seq_trained_recommender("gru4rec", values, trainable, seq_train_config(values))

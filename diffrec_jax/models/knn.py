@@ -49,13 +49,16 @@ References:
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
 from diffrec_jax.errors import ConfigError, DataError
-from diffrec_jax.models.base import FitData, Recommender, UserBatch
+from diffrec_jax.protocol import FitData, Recommender, UserBatch
 
 SIMILARITIES = ("cosine", "asymmetric", "jaccard", "dice", "tversky")
 FEATURE_WEIGHTINGS = ("none", "bm25", "tfidf")
@@ -427,3 +430,9 @@ def userknn(
         return dense @ train
 
     return Recommender("userknn", hparams, fit, score)
+
+
+KNN_DEFAULTS: dict[str, Any] = {
+    name: p.default for name, p in inspect.signature(itemknn).parameters.items()
+}
+"""The hyperparameters of :func:`itemknn` and :func:`userknn` and their defaults."""

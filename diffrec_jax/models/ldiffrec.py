@@ -1,7 +1,7 @@
 r"""L-DiffRec and LT-DiffRec: DiffRec in the latent space of grouped item VAEs (Wang et al. 2023).
 
 Items are clustered by k-means on pretrained item embeddings (``item_emb``, LightGCN's in the
-released datasets) into ``n_cate`` groups (:mod:`diffrec_jax.models.kmeans`; cluster ids keep
+released datasets) into ``n_cate`` groups (:mod:`diffrec_jax.nn.kmeans`; cluster ids keep
 the initial centres' order, items of a group ascending). A user's row, permuted into group order,
 is encoded group by group; the diffusion runs on the concatenated latent; one linear decoder maps
 the denoised latent back to all items (in group order; scores are permuted back to item order).
@@ -50,10 +50,10 @@ Differences: ``reweight=False`` runs (unweighted diffusion mse and
 :math:`\mathcal L_{diff} + \lambda_e \mathcal L_{VAE}`, the original's else branch; the original
 crashes there, and its command-line flag could not be turned off anyway); only the released
 one-layer encoder per group (``in_dims=[L]``) and one-layer decoder (``out_dims=[]``) are
-implemented; k-means runs in float64 (:mod:`~diffrec_jax.models.kmeans`).
+implemented; k-means runs in float64 (:mod:`~diffrec_jax.nn.kmeans`).
 
 LT-DiffRec is L-DiffRec on T-DiffRec's time-weighted train rows
-(:func:`diffrec_jax.models.tdiffrec.time_weighted_split` as ``Recommender.prepare``).
+(:func:`diffrec_jax.models.tdiffrec.time_weighted_split` as the registry entry's ``prepare``).
 
 References:
   Wang, Xu, Feng, Lin, He, Chua, "Diffusion Recommender Model", SIGIR 2023.
@@ -70,19 +70,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from diffrec_jax import seeds
 from diffrec_jax.diffusion import gaussian, schedules
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.models import diffrec as diffrec_model
-from diffrec_jax.models import kmeans as kmeans_lib
-from diffrec_jax.models import layers, tdiffrec
-from diffrec_jax.models.base import (
-    Recommender,
+from diffrec_jax.models import tdiffrec
+from diffrec_jax.nn import kmeans as kmeans_lib
+from diffrec_jax.nn import layers
+from diffrec_jax.protocol import (
+    FitData,
     StepInfo,
     Trainable,
     UserBatch,
     mean_over_rows,
     row_weights,
 )
+from diffrec_jax.train import TrainPlan, row_train_config
 
 Params = dict[str, Any]
 
@@ -154,7 +157,7 @@ def item_groups(
       item_emb: [n_items, d] item embeddings.
       n_cate: number of groups; 1 skips the clustering (the original's unclustered variant).
       latent_size: total latent size L.
-      init, seed, tol, max_iter: :func:`diffrec_jax.models.kmeans.kmeans` options (the default
+      init, seed, tol, max_iter: :func:`diffrec_jax.nn.kmeans.kmeans` options (the default
         reproduces kmeans_pytorch's initialisation under the original's ``np.random.seed(1)``).
 
     Raises:
@@ -409,6 +412,61 @@ def _validate(hp: Mapping[str, Any]) -> None:
     gaussian.reverse_timesteps(hp["steps"], hp["sampling_steps"], hp["reverse"])
 
 
+GROUPS = "groups"
+"""Key of the item groups in the scoring parameters (``Trainable.export`` adds them):
+``{"perm": [n_items] int32 group order, "inverse": [n_items] int32 back to item order}``."""
+
+
+def make_score(
+    diff: gaussian.Diffusion,
+    *,
+    dropout: float,
+    norm: bool,
+    sampling_steps: int,
+    sampling_noise: bool,
+    reverse: str,
+    sampling_seed: int,
+):
+    """``score(params, batch) -> [B, n_items]`` of exported parameters (with :data:`GROUPS`):
+    encode the row in group order, run the reverse process on the latent, decode, and map the
+    scores back to item order. Independent of the data: the groups travel in `params`."""
+
+    def score(params: Params, batch: UserBatch) -> jax.Array:
+        groups = params[GROUPS]
+        mu, _ = encode(params, batch.rows[:, groups["perm"]])
+
+        def denoise_fn(z, t):
+            return denoise(params[DENOISER], z, t, None, dropout=dropout, norm=norm)
+
+        key = None
+        if sampling_steps > 0 or sampling_noise:
+            key = seeds.sampling_keys(sampling_seed, batch.users)
+        z = gaussian.p_sample(
+            diff,
+            denoise_fn,
+            mu,
+            key,
+            steps_from=sampling_steps,
+            sampling_noise=sampling_noise,
+            reverse=reverse,
+        )
+        return decode(params, z)[:, groups["inverse"]]  # back to item order
+
+    return score
+
+
+def _diffusion(hp: Mapping[str, Any]) -> gaussian.Diffusion:
+    betas = schedules.get_schedule(
+        hp["noise_schedule"],
+        hp["steps"],
+        noise_scale=hp["noise_scale"],
+        noise_min=hp["noise_min"],
+        noise_max=hp["noise_max"],
+        beta_fixed=hp["beta_fixed"],
+    )
+    return gaussian.make_diffusion(betas, hp["mean_type"])
+
+
 def ldiffrec_model(
     item_emb,
     *,
@@ -470,7 +528,7 @@ def ldiffrec_model(
     Returns:
       An :class:`LDiffRec`: its ``trainable`` (params as :func:`init_params`, model state the
       diffusion's :class:`~diffrec_jax.diffusion.gaussian.LossHistory`; the loss needs the
-      :class:`~diffrec_jax.models.base.StepInfo` for its schedules), the item groups, the
+      :class:`~diffrec_jax.protocol.StepInfo` for its schedules), the item groups, the
       diffusion and the noise-explicit ``loss_terms``.
 
     Raises:
@@ -489,15 +547,7 @@ def ldiffrec_model(
         tol=kmeans_tol,
         max_iter=kmeans_max_iter,
     )
-    betas = schedules.get_schedule(
-        noise_schedule,
-        steps,
-        noise_scale=noise_scale,
-        noise_min=noise_min,
-        noise_max=noise_max,
-        beta_fixed=beta_fixed,
-    )
-    diff = gaussian.make_diffusion(betas, mean_type)
+    diff = _diffusion(hp)
     mlp_dims = tuple(int(d) for d in mlp_dims)
     latent_size, emb_size = int(latent_size), int(emb_size)
     norm, reweight, reparam = bool(norm), bool(reweight), bool(reparam)
@@ -574,26 +624,18 @@ def ldiffrec_model(
         noise = draw_noise(key, history, batch.rows.shape, latent_size, input_dropout, dropout)
         return loss_terms(params, history, batch, noise, info)
 
-    def score(params: Params, batch: UserBatch) -> jax.Array:
-        mu, _ = encode(params, batch.rows[:, perm])
+    score = make_score(
+        diff,
+        dropout=dropout,
+        norm=norm,
+        sampling_steps=sampling_steps,
+        sampling_noise=sampling_noise,
+        reverse=reverse,
+        sampling_seed=sampling_seed,
+    )
 
-        def denoise_fn(z, t):
-            return denoise(params[DENOISER], z, t, None, dropout=dropout, norm=norm)
-
-        key = None
-        if sampling_steps > 0 or sampling_noise:
-            base = jax.random.key(sampling_seed)
-            key = jax.vmap(jax.random.fold_in, (None, 0))(base, batch.users)
-        z = gaussian.p_sample(
-            diff,
-            denoise_fn,
-            mu,
-            key,
-            steps_from=sampling_steps,
-            sampling_noise=sampling_noise,
-            reverse=reverse,
-        )
-        return decode(params, z)[:, inverse]  # back to item order
+    def export(params: Params) -> Params:
+        return {**params, GROUPS: {"perm": perm, "inverse": inverse}}
 
     def optimizer() -> optax.GradientTransformation:
         return optax.multi_transform(
@@ -604,11 +646,11 @@ def ldiffrec_model(
             param_partition,
         )
 
-    return LDiffRec(Trainable(init, loss, score, optimizer), groups, diff, loss_terms)
+    return LDiffRec(Trainable(init, loss, score, optimizer, export), groups, diff, loss_terms)
 
 
 def ldiffrec(item_emb, **hparams: Any) -> Trainable:
-    """L-DiffRec's :class:`~diffrec_jax.models.base.Trainable`: ``ldiffrec_model(...).trainable``.
+    """L-DiffRec's :class:`~diffrec_jax.protocol.Trainable`: ``ldiffrec_model(...).trainable``.
 
     Args:
       item_emb: [n_items, d] item embeddings to cluster.
@@ -625,66 +667,48 @@ DEFAULTS: dict[str, Any] = {
 """Every model hyperparameter of :func:`ldiffrec` and its default (the ML-1M release)."""
 
 
-# -- as Recommenders ------------------------------------------------------------------------------
+# -- as registered models --------------------------------------------------------------------------
 
-RECOMMENDER_DEFAULTS: dict[str, Any] = {
-    **DEFAULTS,
-    **diffrec_model.TRAIN_DEFAULTS,
-    "item_emb": None,
-}
-"""Every argument of :func:`ldiffrec_recommender` and its default. ``item_emb`` (an array, not
-a hyperparameter) has no usable default: the experiment fills it from ``Dataset.extras``."""
+RECOMMENDER_DEFAULTS: dict[str, Any] = {**DEFAULTS, **diffrec_model.TRAIN_DEFAULTS}
+"""Every hyperparameter of ``"ldiffrec"`` and its default. The item embeddings are side data
+(``FitData.side["item_emb"]``, from the dataset's ``item_emb.npy``), not a hyperparameter."""
 
 
-def _build(name: str, hparams: Mapping[str, Any], defaults: Mapping[str, Any]):
-    values = diffrec_model.check_hparams(name, hparams, defaults)
-    item_emb = values.pop("item_emb")
-    trainable = ldiffrec(item_emb, **{k: values[k] for k in DEFAULTS})
-    return values, trainable
-
-
-def ldiffrec_recommender(**hparams: Any) -> Recommender:
-    """L-DiffRec as a :class:`~diffrec_jax.models.base.Recommender` trained by the shared loop.
-
-    Args:
-      **hparams: ``item_emb`` ([n_items, d] array, required) and any of :data:`DEFAULTS` and the
-        training ones (batch_size, max_epochs, eval_every, patience). Defaults: the released
-        ML-1M configuration, batch 400, up to 1000 epochs, validation Recall@20 every 5 epochs,
-        stop 20 epochs after the best one (3 evaluations). The recorded ``hparams`` leave
-        ``item_emb`` out.
-
-    Raises:
-      ConfigError: an unknown or invalid hyperparameter, or no item embeddings.
-    """
-    from diffrec_jax.train.fit import trained_recommender  # lazy: avoids an import cycle
-
-    values, trainable = _build("ldiffrec", hparams, RECOMMENDER_DEFAULTS)
-    return trained_recommender("ldiffrec", values, trainable, diffrec_model.train_config(values))
+def check_hparams(values: Mapping[str, Any]) -> None:
+    """Validates L-DiffRec's hyperparameters (raises ConfigError); the item embeddings are data
+    (``FitData.side["item_emb"]``) and are checked when the model is fit."""
+    _validate({k: values[k] for k in DEFAULTS})
 
 
 LT_RECOMMENDER_DEFAULTS: dict[str, Any] = {**RECOMMENDER_DEFAULTS, **tdiffrec.TIME_DEFAULTS}
-"""Every argument of :func:`ltdiffrec_recommender`: L-DiffRec's plus w_min, w_max, time_order."""
+"""Every hyperparameter of ``"ltdiffrec"``: L-DiffRec's plus w_min, w_max and time_order."""
 
 
-def ltdiffrec_recommender(**hparams: Any) -> Recommender:
-    """LT-DiffRec: L-DiffRec fit and evaluated on T-DiffRec's time-weighted train rows.
+def check_lt_hparams(values: Mapping[str, Any]) -> None:
+    """Validates LT-DiffRec's hyperparameters: L-DiffRec's and the time weights."""
+    check_hparams(values)
+    tdiffrec.check_time_hparams(values)
 
-    ``prepare = time_weighted_split(., w_min, w_max, order=time_order)`` (see
-    :mod:`diffrec_jax.models.tdiffrec`); the time weights are validated when it runs.
 
-    Args:
-      **hparams: as :func:`ldiffrec_recommender`, plus w_min, w_max and time_order.
+def plan(values: Mapping[str, Any], data: FitData) -> TrainPlan:
+    """The training plan of ``"ldiffrec"`` / ``"ltdiffrec"``: the items of
+    ``data.side["item_emb"]`` clustered now, at fit time (:func:`ldiffrec_model`), and the
+    shared loop's configuration from the training hyperparameters."""
+    trainable = ldiffrec(data.side["item_emb"], **{k: values[k] for k in DEFAULTS})
+    return TrainPlan(trainable, row_train_config(values))
 
-    Raises:
-      ConfigError: an unknown or invalid hyperparameter, or no item embeddings.
-    """
-    from diffrec_jax.train.fit import trained_recommender  # lazy: avoids an import cycle
 
-    values, trainable = _build("ltdiffrec", hparams, LT_RECOMMENDER_DEFAULTS)
-    w_min, w_max, order = values["w_min"], values["w_max"], values["time_order"]
-    model = trained_recommender("ltdiffrec", values, trainable, diffrec_model.train_config(values))
-
-    def prepare(split):
-        return tdiffrec.time_weighted_split(split, w_min, w_max, order=order)
-
-    return model._replace(prepare=prepare)
+def score_from_hparams(values: Mapping[str, Any]):
+    """The score function of the registry entry (of exported parameters, see
+    :func:`make_score`), built from the hyperparameters alone."""
+    hp = {k: values[k] for k in DEFAULTS}
+    _validate(hp)
+    return make_score(
+        _diffusion(hp),
+        dropout=float(hp["dropout"]),
+        norm=bool(hp["norm"]),
+        sampling_steps=hp["sampling_steps"],
+        sampling_noise=bool(hp["sampling_noise"]),
+        reverse=hp["reverse"],
+        sampling_seed=hp["sampling_seed"],
+    )

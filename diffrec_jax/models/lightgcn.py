@@ -15,10 +15,10 @@ divided by the number of triples). Initialisation N(0, 0.1^2), Adam: the authors
 
 The adjacency is built on the host (scipy) from the train matrix, so the Trainable is built at
 fit time (:func:`lightgcn` takes the graph). It enters the training step as the model state, an
-argument rather than a compile-time constant. :func:`lightgcn_recommender`'s `fit` runs the
-shared training loop, validates on embeddings propagated once per evaluation, and returns the
-final embeddings ``{"users", "items"}`` of the best epoch: scoring is then one matrix product
-per batch, with no propagation.
+argument rather than a compile-time constant. The registry entry's :func:`plan` builds it from
+the data; the shared loop validates on embeddings propagated once per evaluation (the
+Trainable's ``export``), and the fit returns the final embeddings ``{"users", "items"}`` of the
+best epoch: scoring is then one matrix product per batch, with no propagation.
 
 References:
   He, Deng, Wang, Li, Zhang, Wang, "LightGCN: Simplifying and Powering Graph Convolution
@@ -28,7 +28,6 @@ References:
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Mapping
 from typing import Any
@@ -42,14 +41,6 @@ from jax.experimental import sparse as jsparse
 
 from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models.base import (
-    FitData,
-    Recommender,
-    StepInfo,
-    Trainable,
-    UserBatch,
-    mean_over_rows,
-)
 from diffrec_jax.models.bprmf import (
     bpr_per_row,
     check_pairwise_hparams,
@@ -59,6 +50,14 @@ from diffrec_jax.models.bprmf import (
     sample_triples,
     valid_rows,
 )
+from diffrec_jax.protocol import (
+    FitData,
+    StepInfo,
+    Trainable,
+    UserBatch,
+    mean_over_rows,
+)
+from diffrec_jax.train import TrainPlan, row_train_config
 
 Params = dict[str, jax.Array]
 Graph = Mapping[str, Any]
@@ -160,7 +159,7 @@ def lightgcn(
     reg: float = 1e-4,
     samples_per_user: int = 16,
 ) -> Trainable:
-    """LightGCN as a :class:`~diffrec_jax.models.base.Trainable` on a given graph.
+    """LightGCN as a :class:`~diffrec_jax.protocol.Trainable` on a given graph.
 
     Args:
       graph: the normalised adjacency (:func:`graph_arrays` of the train matrix), numpy.
@@ -175,10 +174,10 @@ def lightgcn(
     Returns:
       ``Trainable(init, loss, score, optimizer)``; params the ego embeddings
       ``{"users": [n_users, factors], "items": [n_items, factors]}``; model state the graph as
-      JAX arrays (returned unchanged by the loss); aux "bpr" and "l2" as BPR-MF. `score`
-      propagates the whole graph for every batch, with the graph as a compile-time constant:
-      correct, but meant for occasional use; :func:`lightgcn_recommender` scores with
-      :func:`propagate` computed once instead.
+      JAX arrays (returned unchanged by the loss); aux "bpr" and "l2" as BPR-MF. `export`
+      propagates the ego embeddings once (:func:`propagate`, after training and before every
+      validation) and `score` is :func:`~diffrec_jax.models.bprmf.embedding_score` of the
+      propagated embeddings.
 
     Raises:
       ConfigError: an invalid hyperparameter.
@@ -226,30 +225,15 @@ def lightgcn(
         }
         return mean_over_rows(bpr + reg * l2, batch), (state, aux)
 
-    def score(params: Params, batch: UserBatch) -> jax.Array:
-        return embedding_score(propagate(params, graph, n_layers), batch)
+    device_graph = {k: jnp.asarray(v) for k, v in graph.items()}
+
+    def export(params: Params) -> Params:
+        return propagate_jit(params, device_graph, n_layers)
 
     def optimizer() -> optax.GradientTransformation:
         return optax.adam(lr)
 
-    return Trainable(init, loss, score, optimizer)
-
-
-class PropagatedEvaluator:
-    """Validates LightGCN on embeddings propagated once per evaluation.
-
-    Wraps an evaluator for the training loop (``train(..., evaluator=...)``): `evaluate`
-    ignores the Trainable's score function and scores ``export(params)`` with
-    :func:`~diffrec_jax.models.bprmf.embedding_score`.
-    """
-
-    def __init__(self, evaluator, export):
-        self.evaluator = evaluator
-        self.export = export
-
-    def evaluate(self, score_fn, params, parts=("valid", "test")):
-        del score_fn
-        return self.evaluator.evaluate(embedding_score, self.export(params), parts=parts)
+    return Trainable(init, loss, embedding_score, optimizer, export)
 
 
 DEFAULTS: dict[str, Any] = {
@@ -269,45 +253,19 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 """LightGCN's training hyperparameters, as recommender hparams."""
 
 RECOMMENDER_DEFAULTS: dict[str, Any] = {**DEFAULTS, **TRAIN_DEFAULTS}
-"""Every hyperparameter of :func:`lightgcn_recommender` and its default."""
+"""Every hyperparameter of the ``"lightgcn"`` registry entry and its default."""
 
 
-def lightgcn_recommender(**hparams: Any) -> Recommender:
-    """LightGCN as a :class:`~diffrec_jax.models.base.Recommender`.
-
-    `fit(data, key)` builds the graph of ``data.train``, then :func:`lightgcn`, runs the shared
-    training loop (early stopping on ``data.valid``, validated through
-    :class:`PropagatedEvaluator`) and returns the final embeddings of the best epoch,
-    ``{"users": [n_users, factors], "items": [n_items, factors]}``; `score` is
-    :func:`~diffrec_jax.models.bprmf.embedding_score`. ``trainable`` is None (the Trainable
-    depends on the data); ``train_config`` is the loop's configuration.
-
-    Args:
-      **hparams: any of :data:`RECOMMENDER_DEFAULTS`.
-
-    Raises:
-      ConfigError: an unknown or invalid hyperparameter.
-    """
-    from diffrec_jax.models import diffrec as diffrec_model
-
-    values = diffrec_model.check_hparams("lightgcn", hparams, RECOMMENDER_DEFAULTS)
-    model_hparams = {k: values[k] for k in DEFAULTS}
+def check_hparams(values: Mapping[str, Any]) -> None:
+    """Validates LightGCN's hyperparameters (raises ConfigError) without data."""
     empty = {"indices": np.zeros((0, 2), np.int32), "values": np.zeros(0, np.float32)}
-    lightgcn(empty, 1, **model_hparams)  # validates now rather than at fit time
-    config = diffrec_model.train_config(values)
-    n_layers = model_hparams["n_layers"]
+    lightgcn(empty, 1, **{k: values[k] for k in DEFAULTS})
 
-    def fit(data: FitData, key: jax.Array) -> Params:
-        from diffrec_jax.train import train, validation_evaluator  # lazy: import cycle
 
-        graph = graph_arrays(data.train)
-        trainable = lightgcn(graph, int(data.train.n_users), **model_hparams)
-        device_graph = {k: jnp.asarray(v) for k, v in graph.items()}
-        export = functools.partial(propagate_jit, graph=device_graph, n_layers=n_layers)
-        evaluator = None
-        if data.valid is not None:
-            evaluator = PropagatedEvaluator(validation_evaluator(data, config), export)
-        result = train(trainable, data, config, key=key, evaluator=evaluator)
-        return export(result.params)
-
-    return Recommender("lightgcn", values, fit, embedding_score, train_config=config)
+def plan(values: Mapping[str, Any], data: FitData) -> TrainPlan:
+    """The training plan of ``"lightgcn"``: :func:`lightgcn` on the graph of ``data.train``,
+    the shared loop's configuration from :data:`TRAIN_DEFAULTS`' hyperparameters."""
+    trainable = lightgcn(
+        graph_arrays(data.train), int(data.train.n_users), **{k: values[k] for k in DEFAULTS}
+    )
+    return TrainPlan(trainable, row_train_config(values))

@@ -45,9 +45,8 @@ import jax.numpy as jnp
 import optax
 
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models import layers
-from diffrec_jax.models.base import (
-    Recommender,
+from diffrec_jax.nn import layers
+from diffrec_jax.protocol import (
     StepInfo,
     Trainable,
     UserBatch,
@@ -83,7 +82,7 @@ def _init_layer(key: jax.Array, d_in: int, d_out: int) -> layers.Dense:
 def init_vae(key: jax.Array, n_items: int, dims: Sequence[int] = (200, 600)) -> Params:
     """Mult-VAE parameters: ``{"encoder": [dense, ...], "decoder": [dense, ...]}`` float32.
 
-    Dense layers as :mod:`diffrec_jax.models.layers` (``{"w": [d_in, d_out], "b": [d_out]}``),
+    Dense layers as :mod:`diffrec_jax.nn.layers` (``{"w": [d_in, d_out], "b": [d_out]}``),
     sizes from :func:`encoder_sizes` and :func:`decoder_sizes`. Compiled (one XLA program rather
     than one per random draw).
     """
@@ -176,7 +175,7 @@ def multvae(
     total_anneal_steps: int = 200_000,
     l2_reg: float = 0.0,
 ) -> Trainable:
-    """Mult-VAE as a :class:`~diffrec_jax.models.base.Trainable` (maths in the module docstring).
+    """Mult-VAE as a :class:`~diffrec_jax.protocol.Trainable` (maths in the module docstring).
 
     Defaults are the original's (ML-20M notebook; batch size 500 is the loop's business).
 
@@ -257,23 +256,4 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 """Mult-VAE's training hyperparameters (the original notebook's), as recommender hparams."""
 
 RECOMMENDER_DEFAULTS: dict[str, Any] = {**DEFAULTS, **TRAIN_DEFAULTS}
-"""Every hyperparameter of :func:`multvae_recommender` and its default."""
-
-
-def multvae_recommender(**hparams: Any) -> Recommender:
-    """Mult-VAE as a :class:`~diffrec_jax.models.base.Recommender` trained by the shared loop.
-
-    Args:
-      **hparams: any of :data:`RECOMMENDER_DEFAULTS`: the arguments of :func:`multvae` and the
-        training ones (batch_size, max_epochs, eval_every, patience; see
-        :class:`~diffrec_jax.train.TrainConfig`).
-
-    Raises:
-      ConfigError: an unknown or invalid hyperparameter.
-    """
-    from diffrec_jax.models import diffrec as diffrec_model
-    from diffrec_jax.train.fit import trained_recommender  # lazy: avoids an import cycle
-
-    values = diffrec_model.check_hparams("multvae", hparams, RECOMMENDER_DEFAULTS)
-    trainable = multvae(**{k: values[k] for k in DEFAULTS})
-    return trained_recommender("multvae", values, trainable, diffrec_model.train_config(values))
+"""Every hyperparameter of the ``"multvae"`` registry entry and its default."""

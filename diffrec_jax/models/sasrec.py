@@ -1,7 +1,7 @@
 r"""SASRec: causal self-attention over the history (Kang & McAuley 2018), and SASRec+.
 
-A history ``[B, L]`` (left-padded with ``n_items``, see :mod:`diffrec_jax.models.seqbase`) is
-embedded and run through a causal Transformer encoder (:mod:`diffrec_jax.models.transformer`):
+A history ``[B, L]`` (left-padded with ``n_items``, see :mod:`diffrec_jax.protocol`) is
+embedded and run through a causal Transformer encoder (:mod:`diffrec_jax.nn.transformer`):
 
 .. math::
    x_j = \mathrm{Drop}(s \cdot E[h_j] + P[j]) \cdot m_j, \qquad
@@ -75,12 +75,11 @@ import jax.numpy as jnp
 import optax
 
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models import packing
-from diffrec_jax.models import transformer as tf
-from diffrec_jax.models.base import Recommender, StepInfo, Trainable
-from diffrec_jax.models.layers import dropout as drop
-from diffrec_jax.models.layers import torch_adam
-from diffrec_jax.models.seqbase import SeqBatch
+from diffrec_jax.nn import packing
+from diffrec_jax.nn import transformer as tf
+from diffrec_jax.nn.layers import dropout as drop
+from diffrec_jax.nn.layers import torch_adam
+from diffrec_jax.protocol import SeqBatch, StepInfo, Trainable
 
 Params = dict[str, Any]
 
@@ -117,7 +116,7 @@ def init_sasrec(
     Returns:
       ``{"item_emb": [n_items + 1, d], "blocks": [block, ...], "ln": LayerNorm}`` plus
       ``"pos_emb": [max_len, d]`` when `positions`. "ln" is the final LayerNorm (pre-LN) or the
-      embedding LayerNorm (post-LN). Blocks as :func:`~diffrec_jax.models.transformer.init_block`.
+      embedding LayerNorm (post-LN). Blocks as :func:`~diffrec_jax.nn.transformer.init_block`.
     """
     k_item, k_pos, k_blocks = jax.random.split(key, 3)
     params: Params = {
@@ -161,7 +160,7 @@ def hidden_states(
       history: [B, L] int, left-padded with n_items (= rows of the item table - 1); L must not
         exceed the positional table's max_len when positions are on.
       key: dropout key; None for no dropout (scoring).
-      segments, columns: for packed rows (:mod:`diffrec_jax.models.packing`): [B, L] int
+      segments, columns: for packed rows (:mod:`diffrec_jax.nn.packing`): [B, L] int
         segment of every token (attention stays within it) and its column in the unpacked
         window (for the positional embedding); None for ordinary rows.
 
@@ -357,7 +356,7 @@ def sasrec(
     weight_decay: float = 0.0,
     pack_ratio: float = packing.DEFAULT_RATIO,
 ) -> Trainable:
-    """SASRec as a :class:`~diffrec_jax.models.base.Trainable` (maths in the module docstring).
+    """SASRec as a :class:`~diffrec_jax.protocol.Trainable` (maths in the module docstring).
 
     Args:
       loss: "bce" (one sampled negative per position) or "ce" (full softmax).
@@ -376,7 +375,7 @@ def sasrec(
       lr, b2: Adam learning rate and second-moment decay.
       weight_decay: L2 penalty added to the gradient before Adam (torch.optim.Adam's
         weight_decay), on every parameter.
-      pack_ratio: train on packed rows (:mod:`diffrec_jax.models.packing`): the real tokens
+      pack_ratio: train on packed rows (:mod:`diffrec_jax.nn.packing`): the real tokens
         of a batch of B examples in ``ceil(pack_ratio * B)`` rows, a batch that does not fit
         unpacked; the same loss up to dropout masks, faster on short sequences. 0: off.
 
@@ -503,7 +502,7 @@ def _validate(h: Mapping[str, Any]) -> None:
         raise ConfigError(f"SASRec pack_ratio={h['pack_ratio']!r}; expected 0 <= pack_ratio <= 1")
 
 
-# -- recommenders -------------------------------------------------------------------------------
+# -- registered models: defaults (the registry entries are in diffrec_jax.models) ----------
 
 MODEL_DEFAULTS: dict[str, Any] = {
     name: p.default for name, p in inspect.signature(sasrec).parameters.items()
@@ -544,29 +543,3 @@ SASREC_PLUS_DEFAULTS: dict[str, Any] = {
 2 blocks, 4 heads, post-LN, GELU FFN 4d, dropout 0.1, embedding dropout 0.3 then LayerNorm)
 and training settings (batch 512, Adam lr 1e-3, weight decay 1e-5, up to 500 epochs,
 validation every 5, stop after 4 evaluations without improvement)."""
-
-
-def _recommender(name: str, defaults: Mapping[str, Any], hparams: Mapping[str, Any]):
-    from diffrec_jax.train.fit import seq_train_config, seq_trained_recommender  # lazy: cycle
-
-    unknown = sorted(set(hparams) - set(defaults))
-    if unknown:
-        raise ConfigError(
-            f"model {name!r} has no hyperparameter(s) {unknown}; expected some of "
-            f"{sorted(defaults)}"
-        )
-    values = {**defaults, **hparams}
-    trainable = sasrec(**{k: values[k] for k in MODEL_DEFAULTS})
-    return seq_trained_recommender(name, values, trainable, seq_train_config(values))
-
-
-def sasrec_recommender(**hparams: Any) -> Recommender:
-    """``"sasrec"``: SASRec with BCE and the paper's settings (:data:`SASREC_DEFAULTS`), as a
-    sequential :class:`~diffrec_jax.models.base.Recommender` trained by the shared loop."""
-    return _recommender("sasrec", SASREC_DEFAULTS, hparams)
-
-
-def sasrec_plus_recommender(**hparams: Any) -> Recommender:
-    """``"sasrec+"``: SASRec with full-softmax cross entropy and ADRec's settings
-    (:data:`SASREC_PLUS_DEFAULTS`)."""
-    return _recommender("sasrec+", SASREC_PLUS_DEFAULTS, hparams)

@@ -6,8 +6,8 @@ in the diffusion's :math:`x_0`; everything else is DiffRec. Masks and ground tru
 
 The reweighting is a pure data transform (:func:`time_weighted`), not part of the model: the
 original feeds the weighted train rows both to training and, as the input rows, to validation
-and test. The recommender therefore carries it as ``Recommender.prepare``, which the experiment
-applies to the split before fitting and evaluating.
+and test. The registry entry ``"tdiffrec"`` therefore declares it as its ``prepare``, which
+the experiment applies to the split before fitting and evaluating.
 
 Chronological order comes from the train matrix's timestamps (ties keep column order). The
 DiffRec loader stores every train pair's row index in ``train_list.npy`` as its timestamp (the
@@ -22,6 +22,7 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,6 @@ from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError, DataError
 from diffrec_jax.models import diffrec as diffrec_model
-from diffrec_jax.models.base import Recommender
 
 ORDERS = ("timestamps", "csr")
 
@@ -38,7 +38,7 @@ TIME_DEFAULTS: dict[str, Any] = {"w_min": 0.1, "w_max": 1.0, "time_order": "time
 """T-DiffRec's own hyperparameters (w 0.1-1.0: the released Amazon-book configuration)."""
 
 RECOMMENDER_DEFAULTS: dict[str, Any] = {**diffrec_model.RECOMMENDER_DEFAULTS, **TIME_DEFAULTS}
-"""Every hyperparameter of :func:`tdiffrec_recommender` and its default."""
+"""Every hyperparameter of the ``"tdiffrec"`` registry entry and its default."""
 
 
 def _check_weights(w_min: float, w_max: float, order: str) -> tuple[float, float]:
@@ -123,28 +123,10 @@ def time_weighted_split(
     return Split(train, split.valid, split.test, split.name, split.history + (step,))
 
 
-def tdiffrec_recommender(**hparams: Any) -> Recommender:
-    """T-DiffRec as a :class:`~diffrec_jax.models.base.Recommender`.
-
-    DiffRec (:func:`diffrec_jax.models.diffrec.diffrec_recommender`, same hyperparameters and
-    defaults) with ``prepare = time_weighted_split(., w_min, w_max, order=time_order)``.
-
-    Args:
-      **hparams: any of :data:`RECOMMENDER_DEFAULTS`: DiffRec's, plus w_min, w_max and
-        time_order ("timestamps" or "csr").
+def check_time_hparams(values: Mapping[str, Any]) -> None:
+    """Validates the time-weight hyperparameters (w_min, w_max, time_order) of `values`.
 
     Raises:
-      ConfigError: an unknown or invalid hyperparameter.
+      ConfigError: invalid weights or order.
     """
-    from diffrec_jax.train.fit import trained_recommender  # lazy: avoids an import cycle
-
-    values = diffrec_model.check_hparams("tdiffrec", hparams, RECOMMENDER_DEFAULTS)
-    w_min, w_max = _check_weights(values["w_min"], values["w_max"], values["time_order"])
-    order = values["time_order"]
-    trainable = diffrec_model.diffrec(**{k: values[k] for k in diffrec_model.DEFAULTS})
-    model = trained_recommender("tdiffrec", values, trainable, diffrec_model.train_config(values))
-
-    def prepare(split: Split) -> Split:
-        return time_weighted_split(split, w_min, w_max, order=order)
-
-    return model._replace(prepare=prepare)
+    _check_weights(values["w_min"], values["w_max"], values["time_order"])

@@ -55,7 +55,7 @@ class Packing(NamedTuple):
       fits: [] bool, every real token has a slot (else the plan must not be used).
     """
 
-    index: jax.Array
+    index: jax.Array  # type: ignore[assignment]  # shadows tuple.index, as intended
     segment: jax.Array
     column: jax.Array
     slot: jax.Array

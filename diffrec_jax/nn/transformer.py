@@ -1,7 +1,7 @@
 """Transformer building blocks of the sequential models, as pure functions over plain dicts.
 
 Shapes: B batch, L history length, d model width, H heads. Histories are left-padded with
-``pad`` (= n_items, see :mod:`diffrec_jax.models.seqbase`); ``valid = history != pad``.
+``pad`` (= n_items, see :mod:`diffrec_jax.protocol`); ``valid = history != pad``.
 
 - :func:`init_embedding` / :func:`embed`: item table ``[n_items + 1, d]`` whose last row is the
   padding embedding (kept at zero by multiplying outputs with the valid mask).
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models.layers import dropout
+from diffrec_jax.nn.layers import dropout
 
 Params = dict
 MASK_VALUE = -1e9
@@ -48,7 +48,7 @@ def attention_mask(valid: jax.Array, causal: bool, segments: jax.Array | None = 
     """[B, L] bool valid positions -> bool mask, True where query i may attend to key j.
 
     A query attends to valid keys only; with `causal`, only to keys j <= i; with `segments`
-    ([B, L] int, packed rows: see :mod:`diffrec_jax.models.packing`), only to keys of its own
+    ([B, L] int, packed rows: see :mod:`diffrec_jax.nn.packing`), only to keys of its own
     segment. Shape [B, 1, L, L] when `causal` or `segments`, else [B, 1, 1, L] (the same for
     every query; it broadcasts against the [B, H, L, L] logits).
     """

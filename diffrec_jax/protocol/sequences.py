@@ -1,7 +1,8 @@
 """The sequential side of the model protocol: histories in, scores over all items out.
 
-Sequential recommenders (SASRec, GRU4Rec, DiffuRec, DreamRec, ADRec) are :class:`Recommender`
-named tuples like every other model; only their data types differ:
+Sequential recommenders (SASRec, GRU4Rec, DiffuRec, DreamRec, ADRec) are
+:class:`~diffrec_jax.protocol.Recommender` named tuples like every other model; only their data
+types differ:
 
 - ``fit(data: SeqFitData, key) -> params``: sees the training sequences (``seq[:-2]``) and the
   validation targets, never the test targets.
@@ -10,7 +11,7 @@ named tuples like every other model; only their data types differ:
 A history is ``[B, L]`` int32, oldest first, **left-padded** with ``pad = n_items`` (one past the
 last item), so an ``[n_items + 1, d]`` embedding table's last row is the padding embedding and
 the mask is ``history != n_items``. Training examples come in two forms (a model picks one by
-its ``SeqTrainable.examples``):
+its registry entry):
 
 - ``"sequence"``: one example per user: ``history = train_seq[:-1][-L:]`` and ``targets`` the
   history shifted left by one (``train_seq[1:][-L:]``): the next item at every position, pad
@@ -22,7 +23,9 @@ its ``SeqTrainable.examples``):
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -43,7 +46,7 @@ class SeqBatch(NamedTuple):
         item following the history ("prefix" examples), ``n_items`` where there is none; None
         when scoring.
       weights: [B] float32, 1 for real examples and 0 for the padding of the last batch of an
-        epoch (as :class:`~diffrec_jax.models.base.UserBatch.weights`); None when scoring.
+        epoch (as :class:`~diffrec_jax.protocol.UserBatch.weights`); None when scoring.
     """
 
     users: jax.Array
@@ -59,10 +62,12 @@ class SeqFitData(NamedTuple):
       train: the training sequences (``seq[:-2]`` of every user).
       valid_targets: [n_users] int64 second-to-last item of every user (for early stopping),
         or None.
+      side: side data by name, as :class:`~diffrec_jax.protocol.FitData.side`.
     """
 
     train: SequenceDataset
     valid_targets: np.ndarray | None = None
+    side: Mapping[str, Any] = MappingProxyType({})
 
     @property
     def n_items(self) -> int:

@@ -1,6 +1,6 @@
-"""The one protocol every model in the zoo follows.
+"""The types every layer shares: the one protocol every model in the zoo follows.
 
-A model is a :class:`Recommender`: a named tuple of two functions.
+A model is a :class:`Recommender`: a name, its hyperparameters and two functions.
 
 - ``fit(data, key) -> params``: learns from :class:`FitData` (train, and valid for early
   stopping; never test). Closed-form models compute their parameters directly; gradient-trained
@@ -10,20 +10,21 @@ A model is a :class:`Recommender`: a named tuple of two functions.
   evaluator removes excluded items, so a model need not mask anything itself.
 
 Models are built by factories taking hyperparameters as keyword arguments (``ease(lam=500.)``)
-and registered in :mod:`diffrec_jax.models` with their defaults.
+and registered in :mod:`diffrec_jax.models`, whose registry entry (``ModelSpec``) declares
+everything else a caller needs: kind, input, side data, defaults, search space and how to build
+the :class:`Trainable` from the data.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from diffrec_jax.data.interactions import InteractionMatrix
-from diffrec_jax.data.split import Split
 
 Params = Any  # a pytree of arrays
 
@@ -68,83 +69,35 @@ class FitData(NamedTuple):
     Attributes:
       train: the training interactions.
       valid: validation interactions (for early stopping / model selection), or None.
+      side: side data the model's registry entry asks for, by name (e.g. L-DiffRec's
+        ``"item_emb"``: [n_items, d] item embeddings); data, never hyperparameters.
     """
 
     train: InteractionMatrix
     valid: InteractionMatrix | None = None
+    side: Mapping[str, Any] = MappingProxyType({})
 
 
 class Recommender(NamedTuple):
-    """A recommender as pure functions.
+    """A recommender: its name, its hyperparameters and two pure functions.
 
     Attributes:
       name: registry name, e.g. "ease".
-      hparams: the hyperparameters it was built with.
-      fit: ``fit(data: FitData, key: jax.Array) -> params``.
-      score: ``score(params, batch: UserBatch) -> [B, n_items] float32``; pure and jit-able.
-      trainable: for gradient-trained models, the :class:`Trainable` that `fit` trains (so that
-        callers wanting the full training record can call ``diffrec_jax.train.train``); None
-        for closed-form models.
-      train_config: the ``diffrec_jax.train.TrainConfig`` that `fit` uses, or None.
-      prepare: ``prepare(split) -> split``, a data transform the model is defined with, or None.
-        Whoever fits and evaluates the model applies it first and uses the result for both
-        (fit data and evaluator input rows), e.g. T-DiffRec's time-weighted train values. It
-        must keep the shape and the stored-entry pattern of every matrix (the evaluator's
-        masks and truth come from the patterns).
-      input: what `fit` and `score` take: "rows" (:class:`FitData` and :class:`UserBatch`, the
-        user-vector models) or "sequences" (``SeqFitData`` and ``SeqBatch`` of
-        :mod:`diffrec_jax.models.seqbase`, the sequential models; their hparams hold
-        ``max_len``).
-      train_inputs: ``train_inputs(fit_data) -> dict`` of extra keyword arguments of
-        ``diffrec_jax.train.train`` (``source=``, ``evaluator=``) with which `fit` trains, so
-        that a caller wanting the full training record trains exactly as `fit` does; None
-        for the defaults.
-      fit_with_record: ``fit_with_record(data, key) -> (params, record)`` for a model whose
-        `fit` is several runs of the training loop (ADRec's stages), so has no single
-        `trainable`: the same fit as `fit`, also returning the JSON-able training record
-        (the keys of ``diffrec_jax.train.training_record`` for the run that gave the params,
-        ``epochs`` over all runs, and ``stages``); None otherwise.
+      hparams: the hyperparameters it was built with (every one, defaults included).
+      fit: ``fit(data, key) -> params``; `data` is :class:`FitData` (row models) or
+        :class:`~diffrec_jax.protocol.SeqFitData` (sequential models), `key` a typed key
+        (``diffrec_jax.seeds.key(seed, "fit")``).
+      score: ``score(params, batch) -> [B, n_items] float32``; pure and jit-able; `batch` is a
+        :class:`UserBatch` or a :class:`~diffrec_jax.protocol.SeqBatch`.
+
+    Everything else (kind, input, side data, data transform, how to build the Trainable) is
+    declared once in the model's registry entry, ``diffrec_jax.models.ModelSpec``.
     """
 
     name: str
     hparams: Mapping[str, Any]
-    fit: Callable[[FitData, jax.Array], Params]
-    score: Callable[[Params, UserBatch], jax.Array]
-    trainable: Trainable | None = None
-    train_config: Any = None
-    prepare: Callable[[Split], Split] | None = None
-    input: str = "rows"
-    train_inputs: Callable[[Any], dict[str, Any]] | None = None
-    fit_with_record: Callable[[Any, jax.Array], tuple[Params, dict[str, Any]]] | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """A registry entry: how to build a model and its default hyperparameters.
-
-    Attributes:
-      name: registry name.
-      make: factory ``make(**hparams) -> Recommender``.
-      defaults: default value of every hyperparameter (also their types for flag parsing).
-      description: one line for listings.
-    """
-
-    name: str
-    make: Callable[..., Recommender]
-    defaults: Mapping[str, Any]
-    description: str = ""
-
-    def build(self, **overrides: Any) -> Recommender:
-        """Builds the model with defaults updated by `overrides` (unknown names raise)."""
-        from diffrec_jax.errors import ConfigError
-
-        unknown = sorted(set(overrides) - set(self.defaults))
-        if unknown:
-            raise ConfigError(
-                f"model {self.name!r} has no hyperparameter(s) {unknown}; "
-                f"expected some of {sorted(self.defaults)}"
-            )
-        return self.make(**{**self.defaults, **overrides})
+    fit: Callable[[Any, jax.Array], Params]
+    score: Callable[[Params, Any], jax.Array]
 
 
 class StepInfo(NamedTuple):
@@ -176,9 +129,18 @@ class Trainable(NamedTuple):
       score: ``score(params, batch) -> [B, n_items]``, as in :class:`Recommender`.
       optimizer: ``optimizer() -> optax.GradientTransformation`` (models with several
         learning rates return an ``optax.multi_transform``).
+      export: ``export(params) -> scoring params``, run once after training and before every
+        validation (e.g. LightGCN's propagation over the graph), so that `score` takes
+        ``export(params)``; None: `score` takes the trained params as they are.
     """
 
     init: Callable[[jax.Array, int], tuple[Params, Any]]
     loss: Callable[..., tuple[jax.Array, tuple[Any, Mapping[str, jax.Array]]]]
-    score: Callable[[Params, UserBatch], jax.Array]
+    score: Callable[[Params, Any], jax.Array]
     optimizer: Callable[[], Any]
+    export: Callable[[Params], Params] | None = None
+
+
+def exported(trainable: Trainable, params: Params) -> Params:
+    """The scoring parameters of `trainable` for trained `params` (``trainable.export``)."""
+    return params if trainable.export is None else trainable.export(params)

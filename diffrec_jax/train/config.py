@@ -24,7 +24,7 @@ TRAJECTORY_FIELDS = (
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """How to train a :class:`~diffrec_jax.models.base.Trainable`.
+    """How to train a :class:`~diffrec_jax.protocol.Trainable`.
 
     The defaults follow DiffRec's: batch 400, shuffled every epoch, up to 1000 epochs,
     validation Recall@20 every 5 epochs; the generic default patience is 4 evaluations (20

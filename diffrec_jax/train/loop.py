@@ -1,7 +1,7 @@
 """The one training loop of every gradient-trained model.
 
-:func:`train` takes a :class:`~diffrec_jax.models.base.Trainable` (init / loss / score /
-optimizer) and :class:`~diffrec_jax.models.base.FitData` and returns the parameters that scored
+:func:`train` takes a :class:`~diffrec_jax.protocol.Trainable` (init / loss / score /
+optimizer) and :class:`~diffrec_jax.protocol.FitData` and returns the parameters that scored
 best on validation. It reads top to bottom in sections: devices and mesh, randomness, input,
 model and optimiser, the update step, checkpoints, validation, the epoch loop.
 
@@ -36,7 +36,7 @@ from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError, DiffrecError
 from diffrec_jax.evaluation import Evaluator
-from diffrec_jax.models.base import FitData, Params, StepInfo, Trainable, UserBatch
+from diffrec_jax.protocol import FitData, Params, StepInfo, Trainable, UserBatch, exported
 from diffrec_jax.train import sharding
 from diffrec_jax.train.checkpoint import Checkpointer
 from diffrec_jax.train.config import TrainConfig
@@ -114,7 +114,8 @@ class TrainResult(NamedTuple):
     """What :func:`train` returns.
 
     Attributes:
-      params: the best parameters on validation (the final ones when nothing was evaluated).
+      params: the best parameters on validation (the final ones when nothing was evaluated),
+        as trained: score with ``exported(trainable, params)``.
       best_epoch: epoch of `params`, or None when nothing was evaluated.
       best_metrics: validation summary at `best_epoch`, or None.
       history: one :class:`EpochRecord` per epoch trained (including resumed ones).
@@ -130,31 +131,9 @@ class TrainResult(NamedTuple):
     stopped_early: bool
 
 
-def training_record(result: TrainResult) -> dict[str, Any]:
-    """The JSON-able record of one training run, as results files store it.
-
-    Returns:
-      ``{"best_epoch", "epochs", "stopped_early", "best_valid", "seconds_per_epoch",
-      "history": [{"epoch", "loss", "seconds", "valid"}, ...]}``; ``seconds_per_epoch`` is
-      the mean over `result.history` (None when no epoch was trained).
-    """
-    return {
-        "best_epoch": result.best_epoch,
-        "epochs": len(result.history),
-        "stopped_early": result.stopped_early,
-        "best_valid": result.best_metrics,
-        "seconds_per_epoch": float(np.mean([r.seconds for r in result.history]))
-        if result.history
-        else None,
-        "history": [
-            {"epoch": r.epoch, "loss": r.loss, "seconds": r.seconds, "valid": r.metrics}
-            for r in result.history
-        ],
-    }
-
-
 class EvaluatorLike(Protocol):
-    """What the loop needs from :class:`diffrec_jax.evaluation.Evaluator`."""
+    """What the loop needs from :class:`diffrec_jax.evaluation.Evaluator` (it is called with
+    the model's score function and its scoring parameters, ``exported(trainable, params)``)."""
 
     def evaluate(self, score_fn, params, parts=...) -> Mapping[str, Any]: ...
 
@@ -423,7 +402,7 @@ def train(
       devices: devices of the data-parallel mesh; default all devices (of all processes).
       source: the training examples; default :class:`DenseRows` of ``data.train`` (one
         :class:`UserBatch` of dense rows per step). Sequential models pass their examples
-        (``diffrec_jax.models.seqbase.SeqExamples``) and a sequence evaluator.
+        (``diffrec_jax.protocol.SeqExamples``) and a sequence evaluator.
 
     Returns:
       A :class:`TrainResult`.
@@ -576,7 +555,7 @@ def train(
 
             if validate and epoch % config.eval_every == 0:
                 # Every process evaluates on its own devices (unchanged on one host).
-                params = sharding.addressable(state.params)
+                params = exported(model, sharding.addressable(state.params))
                 metrics = _summary(evaluator, model.score, params, config.select_metric)
                 record = record._replace(metrics=metrics)
                 es, improved = early_stopping_update(es, metrics[config.select_metric], epoch)

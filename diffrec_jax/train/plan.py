@@ -1,150 +1,134 @@
-"""Turning a :class:`Trainable` into a :class:`Recommender`.
+"""How one model trains on one dataset, and the training record results files keep.
 
-A gradient-trained model module exposes a factory that builds its pure functions and wraps them
-with :func:`trained_recommender`; the experiment code then calls ``fit(data, key)`` and
-``score(params, batch)`` exactly as for a closed-form model::
+A gradient-trained model's registry entry builds a :class:`TrainPlan` from its hyperparameters
+and the data: the :class:`~diffrec_jax.protocol.Trainable`, the loop's :class:`TrainConfig`, the
+training examples and the validation evaluator. :func:`run_plan` runs it through :func:`train`;
+every caller (``Recommender.fit``, the experiment, tuning and audit) trains through it, so a
+configuration override (the study's selection metric, a refit's epoch count) reaches the one
+config the loop uses::
 
-    def multvae(*, lr=1e-3, batch_size=500, epochs=200, ...) -> Recommender:
-        trainable = Trainable(init=..., loss=..., score=..., optimizer=...)
-        config = TrainConfig(batch_size=batch_size, max_epochs=epochs)
-        return trained_recommender("multvae", hparams, trainable, config)
+    plan = TrainPlan(trainable, TrainConfig(batch_size=400, max_epochs=200))
+    result = run_plan(plan, FitData(train, valid), key, overrides={"select_metric": "NDCG@20"})
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models.base import FitData, Params, Recommender, Trainable
-from diffrec_jax.models.seqbase import SeqFitData, training_examples
+from diffrec_jax.evaluation import SEQ_KS, SequenceEvaluator
+from diffrec_jax.protocol import (
+    Params,
+    SeqFitData,
+    Trainable,
+    exported,
+    training_examples,
+)
 from diffrec_jax.train.config import TrainConfig
-from diffrec_jax.train.loop import train
+from diffrec_jax.train.loop import BatchSource, EvaluatorLike, TrainResult, train
+
+ROW_TRAIN_HPARAMS = ("batch_size", "max_epochs", "eval_every", "patience")
+"""The training hyperparameters of a row model (fields of :class:`TrainConfig`)."""
+
+SEQ_TRAIN_HPARAMS = (*ROW_TRAIN_HPARAMS, "select_metric")
+"""The training hyperparameters of a sequential model (it also names its selection metric)."""
 
 
-def make_fit(
-    trainable: Trainable, config: TrainConfig, **train_kwargs: Any
-) -> Callable[[FitData, jax.Array], Params]:
-    """``fit(data, key) -> params``: runs :func:`train` and returns the best parameters.
+class TrainPlan(NamedTuple):
+    """Everything :func:`train` needs for one model on one dataset.
 
-    `key` seeds everything (``config.seed`` is then unused); `train_kwargs` are passed on to
-    :func:`train` (``evaluator=``, ``on_epoch=``, ``devices=``).
+    Attributes:
+      trainable: the model's pure functions.
+      config: the loop's configuration.
+      source: the training examples; None: the users of ``data.train`` as dense rows.
+      evaluator: ``evaluator(config) -> evaluator or None`` of the validation data; None: the
+        loop's default (:func:`~diffrec_jax.train.loop.validation_evaluator` when
+        ``data.valid`` is given).
     """
 
-    def fit(data: FitData, key: jax.Array) -> Params:
-        return train(trainable, data, config, key=key, **train_kwargs).params
+    trainable: Trainable
+    config: TrainConfig
+    source: BatchSource | None = None
+    evaluator: Callable[[TrainConfig], EvaluatorLike | None] | None = None
 
-    return fit
 
-
-def trained_recommender(
-    name: str,
-    hparams: Mapping[str, Any],
-    trainable: Trainable,
-    config: TrainConfig,
+def run_plan(
+    plan: TrainPlan,
+    data: Any,
+    key: jax.Array,
+    *,
+    overrides: Mapping[str, Any] | None = None,
     **train_kwargs: Any,
-) -> Recommender:
-    """A :class:`Recommender` whose `fit` runs the shared training loop on `trainable`."""
-    return Recommender(
-        name=name,
-        hparams=dict(hparams),
-        fit=make_fit(trainable, config, **train_kwargs),
-        score=trainable.score,
-        trainable=trainable,
-        train_config=config,
+) -> TrainResult:
+    """Trains `plan` on `data` with `key`; `overrides` replace fields of ``plan.config``.
+
+    Returns the loop's :class:`TrainResult` (``params`` are the trained ones; score with
+    ``exported(plan.trainable, result.params)``). `train_kwargs` go to :func:`train`
+    (``on_epoch=``, ``devices=``).
+    """
+    config = plan.config.replace(**overrides) if overrides else plan.config
+    evaluator = None if plan.evaluator is None else plan.evaluator(config)
+    return train(
+        plan.trainable,
+        data,
+        config,
+        key=key,
+        evaluator=evaluator,
+        source=plan.source,
+        **train_kwargs,
     )
 
 
-def make_seq_fit(
-    trainable: Trainable,
-    config: TrainConfig,
-    *,
-    max_len: int,
-    examples: str = "sequence",
-    **train_kwargs: Any,
-) -> Callable[[SeqFitData, jax.Array], Params]:
-    """``fit(data: SeqFitData, key) -> params`` for a sequential model.
+def training_record(result: TrainResult) -> dict[str, Any]:
+    """The JSON-able record of one training run, as results files store it.
 
-    Builds the training examples (:func:`~diffrec_jax.models.seqbase.training_examples` of kind
-    `examples`, histories of `max_len`), validates with a
-    :class:`~diffrec_jax.sequence_evaluation.SequenceEvaluator` on the valid targets (the
-    metrics of ``config.ks``, default selection metric as in `config`), and returns the best
-    parameters of :func:`train`.
+    Returns:
+      ``{"best_epoch", "epochs", "stopped_early", "best_valid", "seconds_per_epoch",
+      "history": [{"epoch", "loss", "seconds", "valid"}, ...]}``; ``seconds_per_epoch`` is
+      the mean over `result.history` (None when no epoch was trained).
     """
-    inputs = seq_train_inputs(config, max_len=max_len, examples=examples)
-
-    def fit(data: SeqFitData, key: jax.Array) -> Params:
-        kwargs = {**inputs(data), **train_kwargs}
-        return train(trainable, data, config, key=key, **kwargs).params
-
-    return fit
-
-
-def seq_train_inputs(
-    config: TrainConfig, *, max_len: int, examples: str = "sequence"
-) -> Callable[[SeqFitData], dict[str, Any]]:
-    """``inputs(data) -> {"source": SeqExamples, "evaluator": SequenceEvaluator | None}``: the
-    keyword arguments of :func:`train` for a sequential model (see :func:`make_seq_fit`)."""
-    from diffrec_jax.sequence_evaluation import SequenceEvaluator
-
-    def inputs(data: SeqFitData) -> dict[str, Any]:
-        evaluator = None
-        if data.valid_targets is not None:
-            evaluator = SequenceEvaluator.from_fit_data(
-                data,
-                max_len,
-                ks=config.ks,
-                convention=config.convention,
-                batch_size=config.eval_batch_size,
-            )
-        return {
-            "source": training_examples(data.train, max_len, examples),
-            "evaluator": evaluator,
-        }
-
-    return inputs
+    return {
+        "best_epoch": result.best_epoch,
+        "epochs": len(result.history),
+        "stopped_early": result.stopped_early,
+        "best_valid": result.best_metrics,
+        "seconds_per_epoch": float(np.mean([r.seconds for r in result.history]))
+        if result.history
+        else None,
+        "history": [
+            {"epoch": r.epoch, "loss": r.loss, "seconds": r.seconds, "valid": r.metrics}
+            for r in result.history
+        ],
+    }
 
 
-def seq_trained_recommender(
-    name: str,
-    hparams: Mapping[str, Any],
-    trainable: Trainable,
-    config: TrainConfig,
-    *,
-    examples: str = "sequence",
-    **train_kwargs: Any,
-) -> Recommender:
-    """A sequential :class:`Recommender` (``input="sequences"``) trained by the shared loop.
+def fit_plan(
+    plan: TrainPlan, data: Any, key: jax.Array, overrides: Mapping[str, Any] | None = None
+) -> tuple[Params, dict[str, Any]]:
+    """(scoring params, training record) of :func:`run_plan`: the fit of a trained model."""
+    result = run_plan(plan, data, key, overrides=overrides)
+    return exported(plan.trainable, result.params), training_record(result)
 
-    `hparams` must hold ``max_len``; `examples` is "sequence" (one example per user, targets
-    at every position) or "prefix" (one example per prefix), see
-    :mod:`diffrec_jax.models.seqbase`.
-    """
-    if "max_len" not in hparams:
-        raise ConfigError(f"sequential model {name!r}: hparams must hold max_len")
-    max_len = int(hparams["max_len"])
-    return Recommender(
-        name=name,
-        hparams=dict(hparams),
-        fit=make_seq_fit(trainable, config, max_len=max_len, examples=examples, **train_kwargs),
-        score=trainable.score,
-        trainable=trainable,
-        train_config=config,
-        input="sequences",
-        train_inputs=seq_train_inputs(config, max_len=max_len, examples=examples),
-    )
+
+def row_train_config(values: Mapping[str, Any]) -> TrainConfig:
+    """The :class:`TrainConfig` of a row model from its hyperparameters
+    (:data:`ROW_TRAIN_HPARAMS`; validation Recall@20 by default)."""
+    return TrainConfig(**{k: values[k] for k in ROW_TRAIN_HPARAMS})
 
 
 def seq_train_config(values: Mapping[str, Any]) -> TrainConfig:
     """The :class:`TrainConfig` of a sequential model from its hyperparameters.
 
-    Reads batch_size, max_epochs, eval_every, patience (0 or None: never stop early) and
-    select_metric; the validation evaluator computes HR/NDCG (and Recall, MRR) at 5, 10, 20.
-    """
-    from diffrec_jax.sequence_evaluation import SEQ_KS
+    Reads :data:`SEQ_TRAIN_HPARAMS` (patience 0 or None: never stop early); the validation
+    evaluator computes HR/NDCG (and Recall, MRR) at 5, 10, 20.
 
+    Raises:
+      ConfigError: a selection metric the sequence evaluator does not compute.
+    """
     metric = values["select_metric"]
     names = {f"{m}@{k}" for m in ("HitRate", "NDCG", "Recall", "MRR") for k in SEQ_KS}
     if metric not in names:
@@ -157,3 +141,29 @@ def seq_train_config(values: Mapping[str, Any]) -> TrainConfig:
         select_metric=metric,
         ks=SEQ_KS,
     )
+
+
+def seq_plan(
+    trainable: Trainable,
+    config: TrainConfig,
+    data: SeqFitData,
+    *,
+    max_len: int,
+    examples: str = "sequence",
+) -> TrainPlan:
+    """The plan of a sequential model: its training examples (of kind `examples`, histories
+    of `max_len`, see :mod:`diffrec_jax.protocol.sequences`) and a
+    :class:`~diffrec_jax.evaluation.SequenceEvaluator` on the valid targets (when given)."""
+
+    def evaluator(config: TrainConfig) -> SequenceEvaluator | None:
+        if data.valid_targets is None:
+            return None
+        return SequenceEvaluator.from_fit_data(
+            data,
+            max_len,
+            ks=config.ks,
+            convention=config.convention,
+            batch_size=config.eval_batch_size,
+        )
+
+    return TrainPlan(trainable, config, training_examples(data.train, max_len, examples), evaluator)

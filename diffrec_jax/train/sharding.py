@@ -75,7 +75,11 @@ def process_rows(mesh: Mesh, batch_size: int) -> slice:
     if not is_multiprocess(mesh):
         return slice(0, batch_size)
     index_map = batch_sharding(mesh).addressable_devices_indices_map((batch_size,))
-    spans = sorted({(idx[0].start or 0, idx[0].stop or batch_size) for idx in index_map.values()})
+    blocks = set()
+    for idx in index_map.values():
+        assert idx is not None  # typed Optional by jax; every addressable device holds a block
+        blocks.add((idx[0].start or 0, idx[0].stop or batch_size))
+    spans = sorted(blocks)
     for (_, stop), (start, _) in zip(spans, spans[1:], strict=False):
         if stop != start:
             raise ConfigError(

@@ -5,7 +5,7 @@ The pipeline, one module per step:
 - :mod:`~diffrec_jax.tuning.space`: search spaces (``{name: ("float_log", lo, hi), ...}``),
   the seeded random sampler and optuna's TPE (optional dependency, the ``tuning`` extra).
 - :mod:`~diffrec_jax.tuning.study`: :func:`run_study` searches on train and valid only (its
-  input is :class:`~diffrec_jax.models.base.FitData`; test is not among its arguments), saves
+  input is :class:`~diffrec_jax.protocol.FitData`; test is not among its arguments), saves
   the study after every trial and resumes it without redoing finished trials.
 - :mod:`~diffrec_jax.tuning.final`: :func:`refit_and_test` refits the chosen configuration on
   train or on train+valid and evaluates it on test, once.
@@ -46,7 +46,6 @@ from diffrec_jax.tuning.study import (
     best_trial,
     load_study,
     run_study,
-    trial_key,
 )
 
 __all__ = [
@@ -70,6 +69,5 @@ __all__ = [
     "run_study",
     "study_configs",
     "train_plus_valid",
-    "trial_key",
     "tune",
 ]

@@ -2,20 +2,22 @@
 
 Two protocols (``refit``):
 
-- ``"train"``: fit on train exactly as the chosen trial was (same hyperparameters, same key;
-  gradient-trained models early-stop on valid again), then one evaluation pass over valid and
-  test (train rows in; test excludes train and valid items).
+- ``"train"``: fit on train exactly as the chosen trial was (same hyperparameters, same key
+  ``diffrec_jax.seeds.key(seed, "fit")``; gradient-trained models early-stop on valid again),
+  then one evaluation pass over valid and test (train rows in; test excludes train and valid
+  items).
 - ``"train+valid"``: fit on the union of train and valid, then evaluate test with train+valid
   rows as input and train+valid items excluded. This is a new
   ``Split(train+valid, empty valid, test)`` handed to the ordinary :class:`Evaluator`.
   There is no validation data left to stop on, so a gradient-trained model trains for the
   number of epochs at which its chosen trial scored best (``max_epochs = best_epoch``, no
-  early stopping).
+  early stopping), passed as an override of the training config that its registry entry's
+  plan builds (so it reaches every gradient-trained model, BPR-MF and LightGCN included).
 
 Sequential models (a leave-one-out :class:`~diffrec_jax.data.sequences.SequenceSplit`) support
 ``"train"`` only: refit on the training sequences (early stopping on the valid items again),
 then the valid and test items are evaluated once with the
-:class:`~diffrec_jax.sequence_evaluation.SequenceEvaluator` (histories ``seq[:-2]`` and
+:class:`~diffrec_jax.evaluation.SequenceEvaluator` (histories ``seq[:-2]`` and
 ``seq[:-1]``).
 """
 
@@ -27,19 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from diffrec_jax import experiment
 from diffrec_jax import models as model_zoo
+from diffrec_jax import seeds
 from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.data.sequences import SequenceSplit
 from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError, DataError
-from diffrec_jax.evaluation import Evaluator
-from diffrec_jax.models.base import FitData
-from diffrec_jax.models.seqbase import SeqFitData
+from diffrec_jax.experiment import fit, model_inputs, without_history
 from diffrec_jax.results import to_jsonable
-from diffrec_jax.sequence_evaluation import SequenceEvaluator
 from diffrec_jax.tuning import space as spaces
-from diffrec_jax.tuning.study import StudyConfig, build_model, empty_like, trial_key
+from diffrec_jax.tuning.study import StudyConfig, empty_like
 
 REFITS = ("train", "train+valid")
 
@@ -84,6 +83,7 @@ def refit_and_test(
     study: Mapping[str, Any],
     *,
     refit: str = "train",
+    side: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Refits the study's chosen trial and evaluates it on `split.test` exactly once.
 
@@ -93,6 +93,7 @@ def refit_and_test(
       config: the study's configuration.
       study: the record :func:`~diffrec_jax.tuning.study.run_study` returned.
       refit: "train" or "train+valid" (see the module docstring).
+      side: the dataset's side data (``Dataset.extras``), as in the study.
 
     Returns:
       {"refit", "index", "params", "hparams", "fit_seconds", "eval_seconds", "training",
@@ -112,7 +113,10 @@ def refit_and_test(
             "see the errors in its study file"
         )
     params = spaces.decode_params(config.space, best["params"], f"best trial of {config.model}")
-    model = build_model(model_zoo.get(config.model), {**config.fixed, **params}, config)
+    spec = model_zoo.get(config.model)
+    hparams = spec.hparams(**config.fixed, **params)
+    overrides = config.selection()
+    options = {"ks": config.ks, "convention": config.convention}
 
     if isinstance(split, SequenceSplit):
         if refit != "train":
@@ -120,13 +124,11 @@ def refit_and_test(
                 f"refit={refit!r} for the sequential model {config.model!r}; only 'train' is "
                 "supported (the valid item is the early-stopping signal)"
             )
-        fit_data = SeqFitData.from_split(split)
-        evaluator = SequenceEvaluator.from_split(
-            split, int(model.hparams["max_len"]), ks=config.ks, convention=config.convention
-        )
-        parts = ("valid", "test")
+        inputs = model_inputs(spec, hparams, split, side=side, **options)
+        parts: tuple[str, ...] = ("valid", "test")
     elif refit == "train":
-        final_split, parts = split, ("valid", "test")
+        inputs = model_inputs(spec, hparams, split, side=side, **options)
+        parts = ("valid", "test")
     else:
         merged = train_plus_valid(split)
         final_split = Split(
@@ -136,35 +138,27 @@ def refit_and_test(
             name=split.name,
             history=(*split.history, "refit: train and valid merged into train"),
         )
+        inputs = model_inputs(spec, hparams, final_split, side=side, **options)
+        # No validation data left: train for the epochs at which the chosen trial was best.
+        inputs = inputs._replace(data=inputs.data._replace(valid=None))
         parts = ("test",)
-        if model.trainable is not None:
+        if not spec.closed_form:
             epochs = best["training"]["best_epoch"] or best["training"]["epochs"]
-            model = model._replace(
-                train_config=model.train_config.replace(max_epochs=int(epochs), patience=None)
-            )
-    if not isinstance(split, SequenceSplit):
-        if model.prepare is not None:
-            final_split = model.prepare(final_split)
-        fit_data = FitData(final_split.train, final_split.valid if refit == "train" else None)
-        evaluator = Evaluator(final_split, ks=config.ks, convention=config.convention)
+            overrides = {**overrides, "max_epochs": int(epochs), "patience": None}
 
-    fitted, fit_seconds, training = experiment._fit(
-        model, fit_data, trial_key(config.seed, best["index"])
-    )
+    fitted = fit(spec, hparams, inputs.data, seeds.key(config.seed, "fit"), overrides=overrides)
     t0 = time.perf_counter()
-    results = evaluator.evaluate(model.score, fitted, parts=parts)
+    results = inputs.evaluator.evaluate(spec.build(**hparams).score, fitted.params, parts=parts)
     eval_seconds = time.perf_counter() - t0
     return to_jsonable(
         {
             "refit": refit,
             "index": best["index"],
             "params": best["params"],
-            "hparams": dict(model.hparams),
-            "fit_seconds": fit_seconds,
+            "hparams": dict(hparams),
+            "fit_seconds": fitted.seconds,
             "eval_seconds": eval_seconds,
-            "training": None
-            if training is None
-            else {k: v for k, v in training.items() if k != "history"},
+            "training": without_history(fitted.training),
             "valid": results["valid"].summary if "valid" in results else None,
             "test": results["test"].summary,
         }

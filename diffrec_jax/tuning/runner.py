@@ -15,16 +15,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from diffrec_jax import experiment
 from diffrec_jax import models as model_zoo
 from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.data.sequences import SequenceSplit
 from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models.base import FitData
-from diffrec_jax.models.search_spaces import SEARCH_SPACES
-from diffrec_jax.models.seqbase import SeqFitData
-from diffrec_jax.results import ensure_writable_dir, environment, write_json_atomic
+from diffrec_jax.experiment import parse_value, split_top_level
+from diffrec_jax.protocol import FitData, SeqFitData
+from diffrec_jax.results import ensure_writable_dir, environment, text_table, write_json_atomic
+from diffrec_jax.seeds import check_seed
 from diffrec_jax.tuning import space as spaces
 from diffrec_jax.tuning.final import check_refit, refit_and_test
 from diffrec_jax.tuning.study import StudyConfig, run_study
@@ -68,8 +67,9 @@ class TuneConfig:
 
 
 def default_space(model: str) -> dict[str, Any] | None:
-    """The model's search space from :mod:`diffrec_jax.models.search_spaces`, or None."""
-    return None if model not in SEARCH_SPACES else dict(SEARCH_SPACES[model])
+    """The search space of the model's registry entry (``ModelSpec.space``), or None."""
+    space = model_zoo.get(model).space
+    return None if space is None else dict(space)
 
 
 def study_configs(config: TuneConfig) -> list[StudyConfig]:
@@ -87,7 +87,7 @@ def study_configs(config: TuneConfig) -> list[StudyConfig]:
             f"models={list(config.models)} names {', '.join(map(repr, repeated))} more than "
             "once; expected each model once"
         )
-    experiment.check_seed(config.data_seed, "data_seed")
+    check_seed(config.data_seed, "data_seed")
     unknown = sorted((set(config.spaces) | set(config.fixed)) - set(config.models))
     if unknown:
         raise ConfigError(f"spaces/fixed given for {unknown}, which are not in {config.models}")
@@ -153,6 +153,7 @@ def tune(
         study_dir=ensure_writable_dir(out_dir / "studies"),
         progress=progress,
         sequences=dataset.extras.get("sequences"),
+        side=dataset.extras,
     )
     results = {
         "config": dataclasses.asdict(config),
@@ -179,7 +180,7 @@ def tune(
                 "; sequential models: leave-one-out, fit on the train sequences, select on the "
                 "valid item, refit on train, test item evaluated once (history items not "
                 "excluded)"
-                if any(experiment._is_sequential(model_zoo.get(m)) for m in config.models)
+                if any(model_zoo.get(m).input == "sequences" for m in config.models)
                 else ""
             ),
         },
@@ -203,6 +204,7 @@ def tune_split(
     study_dir: str | Path | None = None,
     progress: Callable[[str], None] = print,
     sequences: SequenceSplit | None = None,
+    side: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Runs every study on (train, valid), then refits its choice and evaluates it on test once.
 
@@ -220,6 +222,7 @@ def tune_split(
       progress: called with one line per trial and per refit.
       sequences: the leave-one-out split of a sequence dataset (``Dataset.extras
         ["sequences"]``), needed by sequential models.
+      side: the dataset's side data (``Dataset.extras``; e.g. L-DiffRec's item embeddings).
 
     Returns:
       One entry per study: model, study_file, space, fixed, n_trials, n_failed,
@@ -230,7 +233,7 @@ def tune_split(
     entries = []
     for study_config in studies:
         final_split, data = split, search_data
-        if experiment._is_sequential(model_zoo.get(study_config.model)):
+        if model_zoo.get(study_config.model).input == "sequences":
             if refit != "train":
                 raise ConfigError(
                     f"--refit={refit} for the sequential model {study_config.model!r}; only "
@@ -248,8 +251,10 @@ def tune_split(
                 f"{_safe(split.name)}__{study_config.model}__{study_config.method}"
                 f"__seed{study_config.seed}.json"
             )
-        study = run_study(data, study_config, dataset=dataset_id, path=path, progress=progress)
-        final = refit_and_test(final_split, study_config, study, refit=refit)
+        study = run_study(
+            data, study_config, dataset=dataset_id, path=path, progress=progress, side=side
+        )
+        final = refit_and_test(final_split, study_config, study, refit=refit, side=side)
         sel = study_config.select_metric
         progress(
             f"{study_config.model}: chose trial {final['index'] + 1} (valid {sel} "
@@ -292,9 +297,7 @@ def format_table(results: Mapping[str, Any], ks: Sequence[int] = (10, 20)) -> st
                 f"{e['refit']['fit_seconds']:.1f}",
             ]
         )
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True))
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+    return text_table(header, rows)
 
 
 def _cell(value: float | None) -> str:
@@ -348,10 +351,7 @@ def parse_space_flags(flags: Sequence[str], models: Sequence[str]) -> dict[str, 
             where = f"--space={flag!r}"
             if kind == "categorical":
                 default = model_zoo.get(t).defaults[name]
-                values = [
-                    experiment.parse_value(v, default, where)
-                    for v in experiment._split_top_level(rest)
-                ]
+                values = [parse_value(v, default, where) for v in split_top_level(rest)]
                 entry: tuple = (kind, values)
             else:
                 bounds = rest.split(":")
@@ -379,7 +379,5 @@ def parse_fixed_flags(flags: Sequence[str], models: Sequence[str]) -> dict[str, 
         target, name, text = m.groups()
         for t in _targets(flag, "fixed", target, name, models):
             default = model_zoo.get(t).defaults[name]
-            out.setdefault(t, {})[name] = experiment.parse_value(
-                text.strip(), default, f"--fixed={flag!r}"
-            )
+            out.setdefault(t, {})[name] = parse_value(text.strip(), default, f"--fixed={flag!r}")
     return out

@@ -49,7 +49,7 @@ def check_space(space: Mapping[str, Any], where: str = "space") -> dict[str, tup
       ConfigError: an unknown kind, bounds out of order, a non-positive log bound, an empty or
         repeated choice list (`where` and the name are in the message).
     """
-    out = {}
+    out: dict[str, tuple] = {}
     for name in sorted(space):
         entry = space[name]
         what = f"{where}[{name!r}]={entry!r}"

@@ -1,7 +1,7 @@
 """A hyperparameter study: a budget of trials on (train, valid), persisted after every trial.
 
-:func:`run_study` only ever receives :class:`~diffrec_jax.models.base.FitData` (train and
-valid), or for sequential models :class:`~diffrec_jax.models.seqbase.SeqFitData` (the training
+:func:`run_study` only ever receives :class:`~diffrec_jax.protocol.FitData` (train and
+valid), or for sequential models :class:`~diffrec_jax.protocol.SeqFitData` (the training
 sequences and every user's validation item): the test split is not among its inputs. Every
 trial builds the model with the proposed hyperparameters (plus the fixed ones), fits it on
 train (gradient-trained models early-stop on the validation metric through the shared training
@@ -14,7 +14,8 @@ Study file (JSON)::
 
     format        "diffrec_jax.study/1"
     settings      what must match to resume: model, dataset (id and fingerprint of train+valid),
-                  space, method, seed, select_metric, ks, convention, fixed, tpe_startup
+                  space, method, seed, select_metric, ks, convention, fixed, tpe_startup,
+                  seeding (how the seed becomes the fit key: "diffrec_jax.seeds/1")
     budget        the latest requested number of trials
     trials        one entry per finished trial, in order: index, state ("complete", "failed",
                   "duplicate"), params (searched), hparams (all), value (the selection metric),
@@ -34,25 +35,26 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 import scipy.sparse as sp
 
-from diffrec_jax import experiment
 from diffrec_jax import models as model_zoo
+from diffrec_jax import seeds
 from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError, DataError, DiffrecError
-from diffrec_jax.evaluation import Evaluator
-from diffrec_jax.models.base import FitData, ModelSpec, Recommender
-from diffrec_jax.models.seqbase import SeqFitData
+from diffrec_jax.experiment import fit, model_inputs, selection, without_history
+from diffrec_jax.metrics import metric_names
+from diffrec_jax.models import ModelSpec
+from diffrec_jax.protocol import FitData, SeqFitData
 from diffrec_jax.results import environment, to_jsonable, write_json_atomic
-from diffrec_jax.sequence_evaluation import SequenceEvaluator
+from diffrec_jax.seeds import check_seed
 from diffrec_jax.tuning import space as spaces
 
 STUDY_FORMAT = "diffrec_jax.study/1"
@@ -67,7 +69,11 @@ SETTINGS = (
     "convention",
     "fixed",
     "tpe_startup",
+    "seeding",
 )
+SEEDING = "diffrec_jax.seeds/1"
+"""Every trial is fit with ``diffrec_jax.seeds.key(seed, "fit")``; studies run with another
+key derivation (none recorded) are not resumed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +86,9 @@ class StudyConfig:
         trial with the defaults (and `fixed`).
       budget: number of trials (a positive int); a resumed study may raise or keep it.
       method: "random" or "tpe" (optuna's TPE; needs the ``tuning`` extra).
-      seed: seeds the sampler and every trial's model key
-        (``jax.random.fold_in(jax.random.key(seed), trial_index)``).
+      seed: seeds the sampler, and every trial's fit: each trial is fit with the key
+        ``diffrec_jax.seeds.key(seed, "fit")``, as ``run --seeds=seed`` fits the same
+        hyperparameters (so a chosen trial is reproduced by a run).
       select_metric: validation metric maximised (also the early-stopping metric of
         gradient-trained models).
       ks, convention: of the validation (and final test) evaluation.
@@ -121,13 +128,16 @@ class StudyConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}={value!r}; expected a positive integer")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed={self.seed!r}; expected an integer >= 0")
-        names = experiment._metric_names(self.ks)
+        check_seed(self.seed, "seed")
+        names = metric_names(self.ks)
         if self.select_metric not in names:
             raise ConfigError(f"select_metric={self.select_metric!r}; expected one of {names}")
         if self.method == "tpe":
             spaces.require_optuna()
+
+    def selection(self) -> dict[str, Any]:
+        """The early-stopping overrides of every trial's training (the study's metric)."""
+        return selection(self.select_metric, self.ks, self.convention)
 
     @property
     def n_trials(self) -> int:
@@ -149,6 +159,7 @@ class StudyConfig:
                 "convention": self.convention,
                 "fixed": self.fixed,
                 "tpe_startup": self.tpe_startup if self.method == "tpe" else None,
+                "seeding": SEEDING,
             }
         )
 
@@ -176,23 +187,6 @@ def fingerprint(data: FitData | SeqFitData) -> str:
         if m.timestamps is not None:
             h.update(np.asarray(m.timestamps, np.float64).tobytes())
     return h.hexdigest()[:16]
-
-
-def trial_key(seed: int, index: int) -> jax.Array:
-    """The typed key a trial's model is fit with (also used to refit the chosen trial)."""
-    return jax.random.fold_in(jax.random.key(seed), index)
-
-
-def build_model(spec: ModelSpec, hparams: Mapping[str, Any], config: StudyConfig) -> Recommender:
-    """`spec` built with `hparams`; a gradient-trained model early-stops on the study's metric."""
-    model = spec.build(**hparams)
-    if model.trainable is not None and model.train_config is not None:
-        model = model._replace(
-            train_config=model.train_config.replace(
-                select_metric=config.select_metric, ks=config.ks, convention=config.convention
-            )
-        )
-    return model
 
 
 def empty_like(m: InteractionMatrix) -> InteractionMatrix:
@@ -236,10 +230,16 @@ def load_study(path: str | Path, settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def best_trial(trials: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The trial with the highest value (the earliest on ties); None if none has a value."""
+    """The trial with the highest finite value (the earliest on ties); None if none has one.
+
+    A NaN or infinite value (no user to evaluate, or an edited study file) is never chosen.
+    """
     best = None
     for t in trials:
-        if t["value"] is not None and (best is None or t["value"] > best["value"]):
+        value = t["value"]
+        if value is None or not math.isfinite(value):
+            continue
+        if best is None or value > best["value"]:
             best = t
     return best
 
@@ -273,8 +273,8 @@ def run_study(
 
     Args:
       data: train, and valid (required, non-empty); ``SeqFitData`` (train sequences and valid
-        items) for a sequential model (``Recommender.input == "sequences"``), validated by a
-        :class:`~diffrec_jax.sequence_evaluation.SequenceEvaluator` (histories of the model's
+        items) for a sequential model (registry entry ``input == "sequences"``), validated by a
+        :class:`~diffrec_jax.evaluation.SequenceEvaluator` (histories of the model's
         ``max_len``). Test is not an input.
       config: the study.
       dataset: a JSON-able id of the data (e.g. the dataset spec and options), recorded and
@@ -295,7 +295,7 @@ def run_study(
         with other settings.
     """
     spec = model_zoo.get(config.model)
-    sequential = experiment._is_sequential(spec)
+    sequential = spec.input == "sequences"
     if sequential != isinstance(data, SeqFitData):
         raise ConfigError(
             f"model {config.model!r} takes {'sequences' if sequential else 'interaction rows'}; "
@@ -318,10 +318,9 @@ def run_study(
     n_trials = config.n_trials
 
     if sequential:
-        search_split, evaluator = data, None  # the evaluator depends on the trial's max_len
+        search_split: Split | SeqFitData = data  # the evaluator depends on the trial's max_len
     else:  # search data: train and valid, with an empty test part
         search_split = Split(data.train, data.valid, empty_like(data.train), name="search")
-        evaluator = Evaluator(search_split, ks=config.ks, convention=config.convention)
 
     sampler = spaces.RandomSampler(config.space, config.seed)
     if config.method == "random":  # replay the finished trials' draws
@@ -361,9 +360,7 @@ def run_study(
                 n_startup_trials=config.tpe_startup,
             )
         propose_seconds = time.perf_counter() - t0
-        trial = _run_trial(
-            index, params, spec, config, search_split, evaluator, trials, dict(side or {})
-        )
+        trial = _run_trial(index, params, spec, config, search_split, trials, side)
         trial["propose_seconds"] = propose_seconds
         trial["seconds"] = propose_seconds + (trial["fit_seconds"] or 0) + trial["eval_seconds"]
         trials.append(to_jsonable(trial))
@@ -388,17 +385,15 @@ def _run_trial(
     spec: ModelSpec,
     config: StudyConfig,
     search_split: Split | SeqFitData,
-    evaluator: Evaluator | None,
     trials: list[Mapping[str, Any]],
     side: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fits and validates one configuration; a DiffrecError makes the trial "failed"."""
-    hparams = {**spec.defaults, **config.fixed, **params}
     trial: dict[str, Any] = {
         "index": index,
         "state": "complete",
         "params": dict(params),
-        "hparams": hparams,
+        "hparams": {**spec.defaults, **config.fixed, **params},
         "value": None,
         "valid": None,
         "fit_seconds": None,
@@ -408,21 +403,22 @@ def _run_trial(
         "duplicate_of": None,
     }
     try:
-        model = build_model(spec, {**(side or {}), **config.fixed, **params}, config)
-        trial["hparams"] = dict(model.hparams)
+        hparams = spec.hparams(**config.fixed, **params)
+        trial["hparams"] = dict(hparams)
         same = [t for t in trials if t["params"] == to_jsonable(params) and t["valid"]]
-        closed_form = model.trainable is None and model.fit_with_record is None
-        if closed_form and same:  # the same params give the same fit
+        if spec.closed_form and same:  # the same params give the same fit
             trial.update(state="duplicate", duplicate_of=same[0]["index"], valid=same[0]["valid"])
         else:
-            model_data, model_evaluator = _trial_data(model, search_split, evaluator, config)
-            fitted, trial["fit_seconds"], training = experiment._fit(
-                model, model_data, trial_key(config.seed, index)
+            inputs = model_inputs(
+                spec, hparams, search_split, side=side, ks=config.ks, convention=config.convention
             )
-            if training is not None:
-                trial["training"] = {k: v for k, v in training.items() if k != "history"}
+            key = seeds.key(config.seed, "fit")
+            fitted = fit(spec, hparams, inputs.data, key, overrides=config.selection())
+            trial["fit_seconds"] = fitted.seconds
+            trial["training"] = without_history(fitted.training)
+            score = spec.build(**hparams).score
             t0 = time.perf_counter()
-            result = model_evaluator.evaluate(model.score, fitted, parts=("valid",))["valid"]
+            result = inputs.evaluator.evaluate(score, fitted.params, parts=("valid",))["valid"]
             trial["eval_seconds"] = time.perf_counter() - t0
             trial["valid"] = to_jsonable(result.summary)
             del fitted
@@ -431,16 +427,6 @@ def _run_trial(
         trial.update(state="failed", error=f"{type(e).__name__}: {e}", valid=None, value=None)
     trial["finished_utc"] = _now()
     return trial
-
-
-def _trial_data(model: Recommender, search: Split | SeqFitData, evaluator, config: StudyConfig):
-    """The data a trial's model is fit on and the evaluator of its valid part."""
-    if isinstance(search, SeqFitData):
-        return search, SequenceEvaluator.from_fit_data(
-            search, int(model.hparams["max_len"]), ks=config.ks, convention=config.convention
-        )
-    fit_data = FitData(search.train, search.valid)
-    return experiment._prepared(model, search, fit_data, evaluator, config)
 
 
 def _progress_line(trial: Mapping[str, Any], n_trials: int, config: StudyConfig) -> str:

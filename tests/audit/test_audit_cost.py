@@ -11,7 +11,7 @@ from diffrec_jax import models
 from diffrec_jax.audit import cost
 from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models.base import FitData
+from diffrec_jax.protocol import FitData
 
 TINY = {"dims": (16,), "emb_size": 4, "steps": 4, "noise_scale": 0.1, "noise_min": 0.01,
         "noise_max": 0.1, "batch_size": 64, "max_epochs": 1}  # fmt: skip
@@ -70,22 +70,25 @@ def test_energy_and_co2_arithmetic():
 def test_probes_of_a_trained_and_a_closed_form_model():
     split = load_dataset("synthetic-small").split
     data = FitData(split.train, split.valid)
-    diffrec = models.get("diffrec").build(**TINY)
-    step = cost.train_step_cost(diffrec, data)
+    spec = models.get("diffrec")
+    diffrec = spec.build(**TINY)
+    step = cost.train_step_cost(spec, diffrec.hparams, data)
     n = split.n_items
     # The denoiser alone: forward (n + 4) x 16 + 16 x n per row; backward about twice that.
     forward = 2 * 64 * ((n + 4) * 16 + 16 * n)
     assert 3 * forward <= step["flops"] < 6 * forward
     assert step["batch_size"] == 64 and step["steps_per_epoch"] == -(-split.n_users // 64)
     assert step["memory_bytes"] > 0
-    params = jax.eval_shape(lambda k: diffrec.trainable.init(k, n)[0], jax.random.key(0))
+    trainable = spec.train_plan(diffrec.hparams, data).trainable
+    params = jax.eval_shape(lambda k: trainable.init(k, n)[0], jax.random.key(0))
     score = cost.score_cost(diffrec, params, n, 32)
     assert score["flops"] >= 4 * 2 * 32 * ((n + 4) * 16 + 16 * n)  # 4 reverse steps, unrolled
     assert score["flops_as_compiled"] < score["flops"]
     assert score["flops_per_1000_users"] == pytest.approx(score["flops"] * 1000 / 32)
 
     ease = models.get("ease").build(lam=10.0)
-    assert cost.train_step_cost(ease, data) is None  # closed form: fit on the host
+    ease_spec = models.get("ease")
+    assert cost.train_step_cost(ease_spec, ease.hparams, data) is None  # closed form: the host
     weights = {"weights": jnp.zeros((n, n), jnp.float32)}
     assert cost.score_cost(ease, weights, n, 10)["flops"] == 2 * 10 * n * n
 

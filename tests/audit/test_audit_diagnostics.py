@@ -55,8 +55,8 @@ def test_variants():
     assert names == ["configured", "sampling_noise", "steps_40"]
     with pytest.raises(ConfigError, match="fraction"):
         diagnostics.variants(hp, (0.0,))
-    assert diagnostics.is_diffusion(models.get("ldiffrec").defaults)
-    assert not diagnostics.is_diffusion(models.get("multvae").defaults)
+    assert diagnostics.is_diffusion(models.get("ldiffrec"))
+    assert not diagnostics.is_diffusion(models.get("multvae"))
 
 
 def test_jaccard():

@@ -11,8 +11,7 @@ import pytest
 
 from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models.base import FitData
-from diffrec_jax.models.seqbase import SeqFitData
+from diffrec_jax.protocol import FitData, SeqFitData
 from diffrec_jax.tuning import StudyConfig, refit_and_test, run_study
 from diffrec_jax.tuning.runner import TuneConfig, tune
 
@@ -45,7 +44,8 @@ def _config(**kw):
 def test_search_sees_train_and_valid_items_only_and_refit_reproduces_it(dataset):
     sequences = dataset.extras["sequences"]
     data = SeqFitData.from_split(sequences)
-    assert set(data._fields) == {"train", "valid_targets"}  # no test anywhere
+    assert set(data._fields) == {"train", "valid_targets", "side"}  # no test anywhere
+    assert not data.side
     study = run_study(data, _config(), dataset="synthetic-sequences")
     trials = study["trials"]
     assert [t["state"] for t in trials] == ["complete", "complete"]

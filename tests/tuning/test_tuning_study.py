@@ -16,10 +16,10 @@ from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError, DataError
 from diffrec_jax.evaluation import Evaluator
-from diffrec_jax.models.base import FitData, ModelSpec, Trainable, mean_over_rows
+from diffrec_jax.models import ModelSpec
 from diffrec_jax.models.ease import ease
-from diffrec_jax.train import TrainConfig
-from diffrec_jax.train.fit import trained_recommender
+from diffrec_jax.protocol import FitData, Trainable, mean_over_rows
+from diffrec_jax.train import plan as train_plan
 from diffrec_jax.tuning import (
     StudyConfig,
     refit_and_test,
@@ -27,7 +27,6 @@ from diffrec_jax.tuning import (
     train_plus_valid,
 )
 from diffrec_jax.tuning.runner import tune_split
-from diffrec_jax.tuning.study import build_model
 
 EASE_SPACE = {"lam": ("float_log", 1.0, 1e4)}
 TIMES = ("fit_seconds", "eval_seconds", "propose_seconds", "seconds", "finished_utc")
@@ -105,7 +104,7 @@ def test_search_never_reads_test_and_the_final_evaluation_reads_it_once(split, m
 
         return inner._replace(name="spy", fit=fit)
 
-    monkeypatch.setitem(model_zoo.REGISTRY, "spy", ModelSpec("spy", make_spy, {"lam": 100.0}))
+    monkeypatch.setitem(model_zoo.REGISTRY, "spy", ModelSpec("spy", {"lam": 100.0}, make=make_spy))
     calls = []  # (parts, test entries of the evaluator, test reads so far)
     real_evaluate = Evaluator.evaluate
 
@@ -380,25 +379,40 @@ def _linear_loss(params, model_state, batch, key, info):
     return mean_over_rows(nll, batch), (model_state, {})
 
 
-def make_linear(lr: float = 1e-2, max_epochs: int = 4):
-    """A tiny gradient-trained item-item model (softmax likelihood), validated every epoch."""
+def linear_trainable(lr: float = 1e-2) -> Trainable:
+    """A tiny gradient-trained item-item model (softmax likelihood)."""
 
     def init(key, n_items):
         return {"w": 0.01 * jax.random.normal(key, (n_items, n_items))}, ()
 
-    trainable = Trainable(init, _linear_loss, _linear_score, lambda: optax.adam(lr))
-    config = TrainConfig(batch_size=100, max_epochs=max_epochs, eval_every=1, patience=None)
-    return trained_recommender("linear", {"lr": lr, "max_epochs": max_epochs}, trainable, config)
+    return Trainable(init, _linear_loss, _linear_score, lambda: optax.adam(lr))
+
+
+LINEAR = ModelSpec(
+    "linear",
+    {"lr": 1e-2, "batch_size": 100, "max_epochs": 4, "eval_every": 1, "patience": None},
+    kind="trained",
+    trainable=linear_trainable,
+)
+"""Validated every epoch, never stopped early."""
 
 
 def test_trained_model_early_stops_on_valid_and_refits_for_the_best_epoch(split, data, monkeypatch):
-    spec = ModelSpec("linear", make_linear, {"lr": 1e-2, "max_epochs": 4})
-    monkeypatch.setitem(model_zoo.REGISTRY, "linear", spec)
+    monkeypatch.setitem(model_zoo.REGISTRY, "linear", LINEAR)
+    configs = []  # the TrainConfig of every training run
+    real_train = train_plan.train
+
+    def recording_train(trainable, data, config, **kwargs):
+        configs.append(config)
+        return real_train(trainable, data, config, **kwargs)
+
+    monkeypatch.setattr(train_plan, "train", recording_train)
     config = StudyConfig(
         "linear", {"lr": ("float_log", 1e-3, 0.3)}, budget=2, select_metric="NDCG@20"
     )
-    assert build_model(spec, {}, config).train_config.select_metric == "NDCG@20"
     study = run_study(data, config)
+    # The study's metric reached the early stopping of every trial.
+    assert [c.select_metric for c in configs] == ["NDCG@20", "NDCG@20"]
     for t in study["trials"]:
         assert t["training"]["epochs"] == 4 and 1 <= t["training"]["best_epoch"] <= 4
         # The trial's value is the validation metric of the best epoch's parameters.

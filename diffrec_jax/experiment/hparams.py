@@ -1,0 +1,106 @@
+"""Hyperparameter values from flags (``--hp=name=v1,v2``) and the grids they form."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from diffrec_jax import models as model_zoo
+from diffrec_jax.errors import ConfigError
+
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+def split_top_level(text: str) -> list[str]:
+    """Splits on commas that are not inside brackets: "1,[2,3]" -> ["1", "[2,3]"]."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "[("
+        depth -= ch in "])"
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return [p.strip() for p in parts]
+
+
+def parse_value(text: str, default: Any, where: str) -> Any:
+    """Parses one flag value to the type of `default` (bool is strict: true/false/1/0/yes/no)."""
+    try:
+        if isinstance(default, bool):
+            low = text.lower()
+            if low not in _TRUE | _FALSE:
+                raise ValueError("expected true/false")
+            return low in _TRUE
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, (tuple, list)):
+            value = json.loads(text.replace("(", "[").replace(")", "]"))
+            if not isinstance(value, list):
+                raise ValueError("expected a list such as [200,600]")
+            return tuple(value)
+        return text
+    except ValueError as e:
+        raise ConfigError(
+            f"{where}: cannot read {text!r} as {type(default).__name__} ({e})"
+        ) from None
+
+
+def parse_hparams(flags: Sequence[str], models: Sequence[str]) -> dict[str, dict[str, list]]:
+    """Parses ``--hp`` flags into per-model value grids.
+
+    Each flag is ``name=v1,v2,...`` (applies to every listed model that has `name`) or
+    ``model.name=v1,...``. List-valued hyperparameters use brackets: ``dims=[200,600]``.
+
+    Raises:
+      ConfigError: malformed flag, unknown model or hyperparameter, unparsable value.
+    """
+    out: dict[str, dict[str, list]] = {m: {} for m in models}
+    for flag in flags:
+        m = re.fullmatch(r"\s*(?:([\w+-]+)\.)?(\w+)\s*=(.*)", flag)
+        if not m or not m.group(3).strip():
+            raise ConfigError(
+                f"--hp={flag!r}: expected name=value[,value...] or model.name=value[,value...]"
+            )
+        target, name, text = m.groups()
+        if target is not None and target not in models:
+            raise ConfigError(f"--hp={flag!r}: model {target!r} is not in --model={list(models)}")
+        targets = (
+            [target] if target else [mod for mod in models if name in model_zoo.get(mod).defaults]
+        )
+        if not targets:
+            raise ConfigError(
+                f"--hp={flag!r}: no model in {list(models)} has a hyperparameter {name!r}"
+            )
+        for mod in targets:
+            defaults = model_zoo.get(mod).defaults
+            if name not in defaults:
+                raise ConfigError(
+                    f"--hp={flag!r}: model {mod!r} has no hyperparameter {name!r}; "
+                    f"expected one of {sorted(defaults)}"
+                )
+            out[mod][name] = [
+                parse_value(v, defaults[name], f"--hp={flag!r}") for v in split_top_level(text)
+            ]
+    return out
+
+
+def grid(values: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Cartesian product of hyperparameter values, in a stable order."""
+    names = sorted(values)
+    return [
+        dict(zip(names, combo, strict=True))
+        for combo in itertools.product(*(values[n] for n in names))
+    ]
+
+
+def format_hparams(hparams: Mapping[str, Any]) -> str:
+    """``name=value,...`` of `hparams` (``-`` for none), for progress lines and errors."""
+    return ",".join(f"{k}={v}" for k, v in hparams.items()) or "-"
