@@ -140,12 +140,12 @@ def prepare_split(
                 "column; expected no threshold for implicit data",
                 path=log.source,
             )
-        before = log
+        before, ratings = log, log.ratings
         log = preprocess.binarize(log, float(rating_threshold))
         if len(log) == 0 and len(before):
             raise DataError(
                 f"rating_threshold={rating_threshold} removed every row (ratings range from "
-                f"{before.ratings.min():g} to {before.ratings.max():g}); expected a threshold "
+                f"{ratings.min():g} to {ratings.max():g}); expected a threshold "
                 "that keeps some interactions",
                 path=log.source,
             )

@@ -80,7 +80,7 @@ def _check_ratios(ratios) -> tuple[float, float, float]:
         raise ConfigError(f"ratios={ratios!r}; expected every ratio to be positive")
     if abs(sum(r) - 1.0) > 1e-6:
         raise ConfigError(f"ratios={ratios!r} sum to {sum(r):g}; expected them to sum to 1")
-    return r  # type: ignore[return-value]
+    return r
 
 
 def _round_half_up(x: np.ndarray) -> np.ndarray:
