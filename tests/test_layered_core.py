@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -253,3 +254,17 @@ def test_register_refuses_a_taken_name_and_a_spec_missing_its_functions():
         ModelSpec("half", {"batch_size": 1}, kind="trained")
     with pytest.raises(ConfigError, match="kind"):
         ModelSpec("odd", {}, kind="magic", make=models.ease)
+
+
+class SamplingKeysTest(chex.TestCase):
+    """The per-user noise keys are the same compiled and not (chex variants)."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_sampling_keys_jitted_and_not(self):
+        users = np.array([0, 5, 5, 2**20], np.int32)
+        keys = self.variant(seeds.sampling_keys, static_argnums=0)(7, users)
+        data = np.asarray(jax.random.key_data(keys))
+        base = seeds.key(7, "sampling")
+        want = np.stack([jax.random.key_data(jax.random.fold_in(base, int(u))) for u in users])
+        np.testing.assert_array_equal(data, want)
+        np.testing.assert_array_equal(data[1], data[2])  # a user's stream ignores the batch
