@@ -28,6 +28,7 @@ from diffrec_jax.protocol import FitData, SeqFitData
 from diffrec_jax.train import TrainPlan, row_train_config
 from diffrec_jax.train import plan as train_plan
 from diffrec_jax.tuning import StudyConfig, refit_and_test, run_study
+from diffrec_jax.tuning.runner import tune_split
 
 PAIRWISE = {"batch_size": 64, "max_epochs": 3, "eval_every": 1, "patience": None}
 TINY_DIFFREC = {"dims": (16,), "emb_size": 4, "steps": 4, "noise_scale": 0.1,
@@ -268,3 +269,18 @@ class SamplingKeysTest(chex.TestCase):
         want = np.stack([jax.random.key_data(jax.random.fold_in(base, int(u))) for u in users])
         np.testing.assert_array_equal(data, want)
         np.testing.assert_array_equal(data[1], data[2])  # a user's stream ignores the batch
+
+
+def test_tuning_hands_side_data_to_the_model(split):
+    """L-DiffRec's item embeddings reach every trial and the refit (they did not reach tune)."""
+    emb = np.random.default_rng(0).normal(size=(split.n_items, 4)).astype(np.float32)
+    tiny = {"latent_size": 8, "mlp_dims": (8,), "emb_size": 4, "steps": 4, "batch_size": 128,
+            "max_epochs": 1, "eval_every": 1}  # fmt: skip
+    (entry,) = tune_split(
+        split,
+        [StudyConfig("ldiffrec", {}, fixed=tiny)],
+        progress=lambda line: None,
+        side={"item_emb": emb, "sequences": None},
+    )
+    assert entry["trials"][0]["state"] == "complete", entry["trials"][0]["error"]
+    assert entry["refit"]["test"]["Recall@20"] > 0
