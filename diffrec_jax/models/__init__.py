@@ -328,7 +328,7 @@ def _time_weighted(split: Split, hparams: Mapping[str, Any]) -> Split:
 
 
 def _closed(name: str, make: Callable[..., Recommender], defaults, description: str) -> ModelSpec:
-    return ModelSpec(name, defaults, description, make=make, space=SEARCH_SPACES.get(name))
+    return ModelSpec(name, defaults, description, make=make, space=SEARCH_SPACES[name])
 
 
 for _spec in (
@@ -390,7 +390,7 @@ for _spec in (
         "DiffRec: Gaussian diffusion on user rows, MLP denoiser",
         kind="trained",
         trainable=diffrec.diffrec,
-        space=SEARCH_SPACES.get("diffrec"),
+        space=SEARCH_SPACES["diffrec"],
         diffusion="gaussian",
     ),
     ModelSpec(
@@ -401,7 +401,7 @@ for _spec in (
         trainable=diffrec.diffrec,
         check=tdiffrec.check_time_hparams,
         prepare=_time_weighted,
-        space=SEARCH_SPACES.get("tdiffrec"),
+        space=SEARCH_SPACES["tdiffrec"],
         diffusion="gaussian",
     ),
     ModelSpec(
@@ -413,7 +413,7 @@ for _spec in (
         score=ldiffrec.score_from_hparams,
         check=ldiffrec.check_hparams,
         side_data=("item_emb",),
-        space=SEARCH_SPACES.get("ldiffrec"),
+        space=SEARCH_SPACES["ldiffrec"],
         diffusion="gaussian",
     ),
     ModelSpec(
@@ -426,7 +426,7 @@ for _spec in (
         check=ldiffrec.check_lt_hparams,
         prepare=_time_weighted,
         side_data=("item_emb",),
-        space=SEARCH_SPACES.get("ltdiffrec"),
+        space=SEARCH_SPACES["ltdiffrec"],
         diffusion="gaussian",
     ),
     ModelSpec(

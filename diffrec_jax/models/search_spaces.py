@@ -30,7 +30,12 @@ Sequential baselines (our choice, around the papers' settings): SASRec / SASRec+
 log-uniform in [1e-4, 1e-2], 1-3 blocks, dropout and embedding dropout in [0, 0.5], the width
 among sizes divisible by the head count (SASRec+ also weight decay log-uniform in [1e-6, 1e-3]);
 GRU4Rec learning rate log-uniform in [1e-4, 1e-2], 1-2 layers, embedding dropout in [0, 0.5],
-embedding and hidden sizes among powers of two. Sequential diffusion models (for audits that
+embedding and hidden sizes among powers of two. DiffRec and T-DiffRec: the DiffRec paper's grid
+(learning rate 1e-5..1e-2 log-uniform, dims [300], [200, 600] or [1000], T in
+{2, 5, 10, 40, 50, 100}, noise scale 1e-5..1e-1 log-uniform, noise_min in {5e-4, 1e-3, 5e-3},
+noise_max in {1e-2, 2e-2}); L-DiffRec and LT-DiffRec the same diffusion grid with both learning
+rates 1e-5..1e-2, lambda in {0.01, 0.03, 0.05, 0.1} and 1-5 item groups. Sequential diffusion
+models (for audits that
 tune them like their baselines): ADRec and DiffuRec learning rate, dropouts and weight decay with
 SASRec+'s ranges (ADRec also the MSE weight log-uniform in [0.1, 10]); DreamRec learning rate,
 guidance weight w in [0, 10] (the paper uses 2-4), unconditional probability in [0.05, 0.3]
@@ -53,6 +58,23 @@ _KNN = {
     "tversky_alpha": ("float", 0.0, 2.0),
     "tversky_beta": ("float", 0.0, 2.0),
     "feature_weighting": ("categorical", FEATURE_WEIGHTINGS),
+}
+
+_DIFFREC = {
+    "lr": ("float_log", 1e-5, 1e-2),
+    "dims": ("categorical", ((300,), (200, 600), (1000,))),
+    "steps": ("categorical", (2, 5, 10, 40, 50, 100)),
+    "noise_scale": ("float_log", 1e-5, 1e-1),
+    "noise_min": ("categorical", (5e-4, 1e-3, 5e-3)),
+    "noise_max": ("categorical", (1e-2, 2e-2)),
+}
+
+_LDIFFREC = {
+    "lr1": ("float_log", 1e-5, 1e-2),
+    "lr2": ("float_log", 1e-5, 1e-2),
+    "lamda": ("categorical", (0.01, 0.03, 0.05, 0.1)),
+    "n_cate": ("int", 1, 5),
+    **{k: v for k, v in _DIFFREC.items() if k not in ("lr", "dims")},
 }
 
 SEARCH_SPACES: Mapping[str, Mapping[str, tuple[Any, ...]]] = {
@@ -127,6 +149,15 @@ SEARCH_SPACES: Mapping[str, Mapping[str, tuple[Any, ...]]] = {
         "n_layers": ("int", 1, 2),
         "emb_dropout": ("float", 0.0, 0.5),
     },
+    # DiffRec and T-DiffRec: the grid of the DiffRec paper (Wang et al., SIGIR 2023); noise_max
+    # 5e-3 is left out (with noise_min 5e-3 it gives zero betas); sampling_steps stays at the
+    # released 0 (the audit's diagnostics vary it on the trained model).
+    "diffrec": dict(_DIFFREC),
+    "tdiffrec": dict(_DIFFREC),
+    # L-DiffRec and LT-DiffRec: DiffRec's diffusion grid, both learning rates, the diffusion
+    # loss weight and the number of item groups.
+    "ldiffrec": dict(_LDIFFREC),
+    "ltdiffrec": dict(_LDIFFREC),
     # Sequential diffusion models: the knobs their papers tune, with SASRec+'s ranges where shared.
     "adrec": {
         "lr": ("float_log", 1e-4, 1e-2),

@@ -30,6 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from diffrec_jax.audit import AuditConfig
+from diffrec_jax.models.search_spaces import SEARCH_SPACES
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "diffrec-ml-1m_clean"
 
@@ -47,14 +48,7 @@ BASELINES = (
     "lightgcn",
 )
 
-DIFFREC_SPACE = {
-    "lr": ("float_log", 1e-5, 1e-2),
-    "dims": ("categorical", ((300,), (200, 600), (1000,))),
-    "steps": ("categorical", (2, 5, 10, 40, 50, 100)),
-    "noise_scale": ("float_log", 1e-5, 1e-1),
-    "noise_min": ("categorical", (5e-4, 1e-3, 5e-3)),
-    "noise_max": ("categorical", (1e-2, 2e-2)),
-}
+DIFFREC_SPACE = dict(SEARCH_SPACES["diffrec"])  # the paper's grid, the registry entry's space
 
 DIFFREC_FIXED = {
     "weight_decay": 0.0,

@@ -25,20 +25,12 @@ import dataclasses
 from pathlib import Path
 
 from diffrec_jax.audit import AuditConfig, load_config
+from diffrec_jax.models.search_spaces import SEARCH_SPACES
 
 # Same data, baselines and protocol (budget, method, seeds, metrics) as the DiffRec audit.
 DIFFREC_AUDIT = Path(__file__).resolve().with_name("audit_diffrec_ml1m.py")
 
-LDIFFREC_SPACE = {
-    "lr1": ("float_log", 1e-5, 1e-2),
-    "lr2": ("float_log", 1e-5, 1e-2),
-    "lamda": ("categorical", (0.01, 0.03, 0.05, 0.1)),
-    "n_cate": ("int", 1, 5),
-    "steps": ("categorical", (2, 5, 10, 40, 50, 100)),
-    "noise_scale": ("float_log", 1e-5, 1e-1),
-    "noise_min": ("categorical", (5e-4, 1e-3, 5e-3)),
-    "noise_max": ("categorical", (1e-2, 2e-2)),
-}
+LDIFFREC_SPACE = dict(SEARCH_SPACES["ldiffrec"])  # the registry entry's space
 
 LDIFFREC_FIXED = {
     "wd1": 0.0,
