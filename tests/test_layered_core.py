@@ -31,7 +31,7 @@ from diffrec_jax.tuning import StudyConfig, refit_and_test, run_study
 from diffrec_jax.tuning.runner import tune_split
 
 PAIRWISE = {"batch_size": 64, "max_epochs": 3, "eval_every": 1, "patience": None}
-TINY_DIFFREC = {"dims": (16,), "emb_size": 4, "steps": 4, "noise_scale": 0.1,
+TINY_DIFFREC = {"lr": 1e-3, "dims": (16,), "emb_size": 4, "steps": 4, "noise_scale": 0.1,
                 "noise_min": 0.01, "noise_max": 0.1, "batch_size": 64, "max_epochs": 2,
                 "eval_every": 1}  # fmt: skip
 
@@ -202,6 +202,7 @@ def test_one_seed_gives_one_fit_from_run_tune_and_audit(tmp_path, split, data):
         progress=lambda line: None,
     )
     from_run = results["runs"][0]["valid"]["Recall@20"]
+    # Everything in DiffRec's search space is fixed: one trial, the run's hyperparameters.
     study = run_study(data, StudyConfig("diffrec", {}, seed=seed, fixed=TINY_DIFFREC))
     assert study["trials"][0]["value"] == pytest.approx(from_run, rel=1e-6)
     audit, _ = run_audit(
@@ -209,7 +210,6 @@ def test_one_seed_gives_one_fit_from_run_tune_and_audit(tmp_path, split, data):
             name="seeds",
             target="diffrec",
             baselines=("toppop",),
-            spaces={"diffrec": {}},  # nothing searched: one trial, the fixed values
             fixed={"diffrec": TINY_DIFFREC},
             budget=1,
             tuning_seed=seed,
