@@ -73,7 +73,9 @@ def test_every_default_space_is_valid_for_its_model():
         config = StudyConfig(name, space)  # names exist, ranges are valid
         assert config.space == check_space(space) and runner.default_space(name) == dict(space)
         assert name in model_zoo.REGISTRY
-    assert runner.default_space("diffrec") is None
+        assert model_zoo.get(name).space == space  # the registry entry's space
+    assert set(SEARCH_SPACES) == set(model_zoo.REGISTRY)  # every built-in model has one
+    assert runner.default_space("diffrec") == SEARCH_SPACES["diffrec"]
 
 
 def test_study_configs_merge_default_space_flags_and_fixed(monkeypatch):
