@@ -17,14 +17,26 @@ reverse step at index t maps :math:`x_t` to the estimate of the state one level 
 that is the data itself: :math:`c^{(1)}_0 = 1, c^{(2)}_0 = 0`, so the posterior mean is the
 model's :math:`\hat x_0`).
 
+Every function of a timestep takes ``t`` of any integer shape that is a prefix of the state's
+shape (``[]`` one timestep for all, ``[B]`` one per example, ``[B, L]`` one per token as ADRec's)
+or broadcastable to one: ``arr[t]`` is reshaped to broadcast against ``x``.
+
+The reverse process of every diffusion model of the library is built from three pieces:
+:func:`posterior_step` (one ancestral step from the model's :math:`\hat x_0`, with the posterior
+variance :math:`\tilde\beta_t` or the "large" one :math:`\beta_t` of DiffuRec and ADRec),
+:func:`reverse_scan` (the steps as one :func:`jax.lax.scan`, with the noise key of each step) and
+:func:`reverse_keys` / :func:`normal` (the noise: the start from the first half of a key, step t
+from ``fold_in(second half, t)``, row-wise for per-user keys such as
+:func:`diffrec_jax.seeds.sampling_keys`). :func:`p_sample` is DiffRec's reverse process on them.
+
 The training loss, the loss-aware timestep sampler (with its loss history as an explicit
-:class:`LossHistory` state) and the reverse process (one :func:`jax.lax.scan`) follow the DiffRec
-code (Wang et al., SIGIR 2023); where the original has a quirk the docstring says so.
+:class:`LossHistory` state) and DiffRec's reverse process follow the DiffRec code (Wang et al.,
+SIGIR 2023); where the original has a quirk the docstring says so.
 
 References:
   Ho, Jain, Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020.
   Nichol & Dhariwal, "Improved Denoising Diffusion Probabilistic Models", ICML 2021
-  (loss-aware importance sampling of timesteps).
+  (loss-aware importance sampling of timesteps; the "fixed large" reverse variance).
   Wang et al., "Diffusion Recommender Model", SIGIR 2023.
 """
 
@@ -43,11 +55,13 @@ from diffrec_jax.errors import ConfigError
 
 MEAN_TYPES = ("x0", "eps")
 REVERSE_MODES = ("faithful", "corrected")
+VARIANCES = ("posterior", "large")
 SAMPLING_METHODS = ("uniform", "importance")
 HISTORY_LEN = 10  # DiffRec's history_num_per_term
 UNIFORM_PROB = 0.001  # DiffRec's uniform_prob mixed into the importance distribution
 
 DenoiseFn = Callable[[jax.Array, jax.Array], jax.Array]  # (x_t [B, ...], t [B] int32) -> [B, ...]
+StepFn = Callable[[jax.Array, jax.Array, "jax.Array | None"], jax.Array]  # (x, t [], key) -> x
 
 
 @struct.dataclass
@@ -64,6 +78,9 @@ class GaussianDiffusion:
       posterior_log_variance_clipped: its log, index 0 taking index 1's value (index 0's own
         when T = 1, where the original would fail).
       posterior_mean_coef1, posterior_mean_coef2: c1_t, c2_t above.
+      large_log_variance: ``log([posterior_variance[1], beta_1, ..., beta_{T-1}])``, the
+        "fixed large" reverse variance (Nichol & Dhariwal's FIXED_LARGE; DiffuRec's and ADRec's);
+        index 0 takes index 1's posterior variance (beta_0 when T = 1) and is never used.
       snr: abar_t / (1 - abar_t).
       loss_weight: the per-timestep reweighting of :func:`per_example_loss` for `mean_type`
         (x0: SNR(t-1) - SNR(t), 1 at t = 0; eps: (1 - abar_t) / ((1 - abar_{t-1})^2 (1 - beta_t)),
@@ -82,6 +99,7 @@ class GaussianDiffusion:
     posterior_log_variance_clipped: jax.Array
     posterior_mean_coef1: jax.Array
     posterior_mean_coef2: jax.Array
+    large_log_variance: jax.Array
     snr: jax.Array
     loss_weight: jax.Array
     mean_type: str = struct.field(pytree_node=False, default="x0")
@@ -109,6 +127,8 @@ def diffusion_arrays(betas, mean_type: str = "x0") -> dict[str, np.ndarray]:
     clip_src = post_var[1] if betas.size > 1 else post_var[0]
     with np.errstate(divide="ignore"):
         post_log_var = np.log(np.concatenate([[clip_src], post_var[1:]]))
+    large_first = post_var[1] if betas.size > 1 else betas[0]
+    large_log_var = np.log(np.concatenate([[large_first], betas[1:]]))
     snr = abar / (1.0 - abar)
     if mean_type == "x0":
         weight = np.concatenate([[1.0], snr[:-1] - snr[1:]])
@@ -128,6 +148,7 @@ def diffusion_arrays(betas, mean_type: str = "x0") -> dict[str, np.ndarray]:
         "posterior_log_variance_clipped": post_log_var,
         "posterior_mean_coef1": betas * np.sqrt(abar_prev) / (1.0 - abar),
         "posterior_mean_coef2": (1.0 - abar_prev) * np.sqrt(alphas) / (1.0 - abar),
+        "large_log_variance": large_log_var,
         "snr": snr,
         "loss_weight": weight,
     }
@@ -150,7 +171,8 @@ def make_diffusion(betas, mean_type: str = "x0") -> GaussianDiffusion:
 
 
 def _extract(arr: jax.Array, t: jax.Array, ndim: int) -> jax.Array:
-    """arr[t] reshaped to broadcast against a [B, ...] array of rank `ndim`."""
+    """arr[t] reshaped to broadcast against an array of rank `ndim` whose leading dimensions
+    are t's shape (or broadcast with it): [*t.shape, 1, ..., 1]."""
     t = jnp.asarray(t)
     vals = arr[t]
     return vals.reshape(vals.shape + (1,) * (ndim - t.ndim))
@@ -162,7 +184,8 @@ def q_sample(diff: GaussianDiffusion, x0: jax.Array, t: jax.Array, noise: jax.Ar
     Args:
       diff: the diffusion.
       x0: [B, ...] clean inputs.
-      t: [B] int timesteps (or a scalar).
+      t: int timesteps whose shape is a prefix of x0's (broadcastable to it): [B] one per
+        example, [B, L] one per token of [B, L, d] inputs, or a scalar.
       noise: standard normal, same shape as `x0`.
     """
     return (
@@ -174,7 +197,10 @@ def q_sample(diff: GaussianDiffusion, x0: jax.Array, t: jax.Array, noise: jax.Ar
 def q_posterior_mean_variance(
     diff: GaussianDiffusion, x0: jax.Array, x_t: jax.Array, t: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Mean, variance and clipped log variance of q(x_{t-1} | x_t, x0); [B, ...] each."""
+    """Mean, variance and clipped log variance of q(x_{t-1} | x_t, x0); [B, ...] each.
+
+    `t` as :func:`q_sample`'s: its shape a prefix of x_t's (or broadcastable to one).
+    """
     mean = (
         _extract(diff.posterior_mean_coef1, t, x_t.ndim) * x0
         + _extract(diff.posterior_mean_coef2, t, x_t.ndim) * x_t
@@ -218,16 +244,73 @@ def p_mean_variance(
       diff: the diffusion.
       model_output: [B, ...] the denoiser's prediction of x0 (mean type "x0") or of eps ("eps").
       x_t: [B, ...] the current state.
-      t: [B] int timesteps.
+      t: int timesteps, [B] (or any shape :func:`q_sample` takes).
       mean_type: overrides ``diff.mean_type`` (static).
     """
-    mean_type = _check_mean_type(diff.mean_type if mean_type is None else mean_type)
-    if mean_type == "x0":
-        pred_x0 = model_output
-    else:
-        pred_x0 = predict_x0_from_eps(diff, x_t, t, model_output)
+    pred_x0 = predict_x0(diff, model_output, x_t, t, mean_type)
     mean, var, log_var = q_posterior_mean_variance(diff, pred_x0, x_t, t)
     return MeanVariance(mean, var, log_var, pred_x0)
+
+
+def predict_x0(
+    diff: GaussianDiffusion,
+    model_output: jax.Array,
+    x_t: jax.Array,
+    t: jax.Array,
+    mean_type: str | None = None,
+) -> jax.Array:
+    """The x0 estimate of the denoiser's output: itself (mean type "x0") or
+    :func:`predict_x0_from_eps` ("eps"); `mean_type` overrides ``diff.mean_type`` (static)."""
+    mean_type = _check_mean_type(diff.mean_type if mean_type is None else mean_type)
+    if mean_type == "x0":
+        return model_output
+    return predict_x0_from_eps(diff, x_t, t, model_output)
+
+
+def _check_variance(variance: str) -> str:
+    if variance not in VARIANCES:
+        raise ConfigError(f"unknown reverse {variance=}; expected one of {list(VARIANCES)}")
+    return variance
+
+
+def posterior_step(
+    diff: GaussianDiffusion,
+    pred_x0: jax.Array,
+    x_t: jax.Array,
+    t: jax.Array,
+    noise: jax.Array | None = None,
+    *,
+    variance: str = "posterior",
+) -> jax.Array:
+    r"""One ancestral reverse step: :math:`x_{t-1} = c^{(1)}_t \hat x_0 + c^{(2)}_t x_t
+    + [t > 0]\,e^{\frac12 \log v_t} z`.
+
+    Without `noise` the result is the mean. At t = 0 it is :math:`\hat x_0` itself
+    (:math:`c^{(1)}_0 = 1, c^{(2)}_0 = 0`, no noise).
+
+    Args:
+      diff: the diffusion.
+      pred_x0: the model's x0 estimate, shape of `x_t` (:func:`predict_x0`).
+      x_t: the current state, e.g. [B, ...] or [B, L, d].
+      t: int timesteps of any shape :func:`q_sample` takes (a scalar: one for all rows).
+      noise: standard normal z of x_t's shape, or None (the mean).
+      variance: log v_t (static): "posterior", DiffRec's and DreamRec's
+        ``posterior_log_variance_clipped`` (:math:`\tilde\beta_t`), or "large", DiffuRec's
+        and ADRec's ``large_log_variance`` (:math:`\beta_t`).
+    """
+    mean = (
+        _extract(diff.posterior_mean_coef1, t, x_t.ndim) * pred_x0
+        + _extract(diff.posterior_mean_coef2, t, x_t.ndim) * x_t
+    )
+    if noise is None:
+        return mean
+    if _check_variance(variance) == "posterior":
+        log_var = diff.posterior_log_variance_clipped
+    else:
+        log_var = diff.large_log_variance
+    t = jnp.asarray(t)
+    nonzero = (t != 0).astype(x_t.dtype).reshape(t.shape + (1,) * (x_t.ndim - t.ndim))
+    return mean + nonzero * jnp.exp(0.5 * _extract(log_var, t, x_t.ndim)) * noise
 
 
 def snr(diff: GaussianDiffusion, t: jax.Array) -> jax.Array:
@@ -415,17 +498,19 @@ def update_history(
 # Reverse process.
 
 
-def _normal(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
-    """Standard normal of `shape`; with [B] keys, row b is drawn from key b."""
+def normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+    """Standard normal of `shape`: from one typed key, or with [B] keys row b from key b (then
+    ``shape[0]`` is B and each row is ``normal(keys[b], shape[1:])``)."""
     if key.ndim == 0:
         return jax.random.normal(key, shape, dtype)
     return jax.vmap(lambda k: jax.random.normal(k, shape[1:], dtype))(key)
 
 
-def _fold_in(key: jax.Array, data: jax.Array) -> jax.Array:
+def step_key(key: jax.Array, t: jax.Array) -> jax.Array:
+    """The noise key of reverse step `t`: ``fold_in(key, t)`` (row-wise for [B] keys)."""
     if key.ndim == 0:
-        return jax.random.fold_in(key, data)
-    return jax.vmap(jax.random.fold_in, (0, None))(key, data)
+        return jax.random.fold_in(key, t)
+    return jax.vmap(jax.random.fold_in, (0, None))(key, t)
 
 
 def _split2(key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -434,6 +519,47 @@ def _split2(key: jax.Array) -> tuple[jax.Array, jax.Array]:
         return a, b
     pairs = jax.vmap(jax.random.split)(key)  # [B, 2]
     return pairs[:, 0], pairs[:, 1]
+
+
+def reverse_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(start key, step keys) of a reverse process: ``jax.random.split(key)`` (row-wise for
+    [B] keys: two [B] arrays).
+
+    The start noise (x_T, or DiffRec's partial noising) is drawn from the first, and step t's
+    noise from ``step_key(second, t)`` (what :func:`reverse_scan` hands each step). With the
+    per-user keys of :func:`diffrec_jax.seeds.sampling_keys` a user's draws do not depend on
+    the rest of the batch.
+    """
+    return _split2(key)
+
+
+def reverse_scan(
+    step_fn: StepFn,
+    x: jax.Array,
+    timesteps: np.ndarray | jax.Array,
+    keys: jax.Array | None = None,
+) -> jax.Array:
+    """The reverse process as one :func:`jax.lax.scan`: ``x = step_fn(x, t, key_t)`` for every
+    t of `timesteps` in order.
+
+    Args:
+      step_fn: ``(x, t, key_t) -> x``, one reverse step; t is a scalar int32, key_t is
+        ``step_key(keys, t)`` (a key, or [B] keys for [B] `keys`), None when `keys` is None.
+        Typically the model's x0 estimate and :func:`posterior_step` with
+        ``normal(key_t, x.shape)``.
+      x: the start state, e.g. [B, d].
+      timesteps: [n] int timesteps (e.g. :func:`reverse_timesteps`, T-1 .. 0).
+      keys: the step keys (second half of :func:`reverse_keys`), or None (no noise).
+
+    Returns:
+      x after the last step.
+    """
+
+    def body(x, t):
+        return step_fn(x, t, None if keys is None else step_key(keys, t)), None
+
+    x, _ = jax.lax.scan(body, x, jnp.asarray(timesteps, jnp.int32))
+    return x
 
 
 def reverse_timesteps(steps: int, steps_from: int, reverse: str = "faithful") -> np.ndarray:
@@ -480,8 +606,10 @@ def p_sample(
     The result is x after the step at t = 0, the posterior mean there; since c1_0 = 1 and
     c2_0 = 0 it equals the denoiser's x0 estimate at t = 0 (what the original returns).
 
-    Randomness: ``start_key, step_key = jax.random.split(key)``; the start noise is
-    ``normal(start_key, shape)`` and the step-t noise ``normal(fold_in(step_key, t), shape)``.
+    Randomness (:func:`reverse_keys`): ``start_key, step_key = jax.random.split(key)``; the
+    start noise is ``normal(start_key, shape)`` and the step-t noise
+    ``normal(fold_in(step_key, t), shape)``. The steps are :func:`posterior_step` with the
+    posterior variance, run by :func:`reverse_scan`.
     `key` may also be [B] keys (one per row, split/folded row-wise) so that a row's result does
     not depend on the rest of the batch. Unused (may be None) when k = 0 and not
     `sampling_noise`.
@@ -502,23 +630,19 @@ def p_sample(
     needs_key = steps_from > 0 or sampling_noise
     if needs_key and key is None:
         raise ConfigError(f"p_sample needs a key when {steps_from=} > 0 or {sampling_noise=}")
-    start_key = step_key = None
+    start_key = step_keys = None
     if needs_key:
-        start_key, step_key = _split2(key)
+        start_key, step_keys = reverse_keys(key)
     batch = x_start.shape[:1]
     x = x_start
     if steps_from > 0:
         t0 = jnp.full(batch, steps_from - 1, jnp.int32)
-        x = q_sample(diff, x_start, t0, _normal(start_key, x_start.shape, x_start.dtype))
+        x = q_sample(diff, x_start, t0, normal(start_key, x_start.shape, x_start.dtype))
 
-    def step(x, t):
+    def step(x, t, k):
         tb = jnp.full(batch, t, jnp.int32)
-        out = p_mean_variance(diff, denoise_fn(x, tb), x, tb)
-        if not sampling_noise:
-            return out.mean, None
-        noise = _normal(_fold_in(step_key, t), x.shape, x.dtype)
-        nonzero = (t != 0).astype(x.dtype)
-        return out.mean + nonzero * jnp.exp(0.5 * out.log_variance) * noise, None
+        pred_x0 = predict_x0(diff, denoise_fn(x, tb), x, tb)
+        noise = None if k is None else normal(k, x.shape, x.dtype)
+        return posterior_step(diff, pred_x0, x, tb, noise)
 
-    x, _ = jax.lax.scan(step, x, jnp.asarray(timesteps))
-    return x
+    return reverse_scan(step, x, timesteps, step_keys if sampling_noise else None)

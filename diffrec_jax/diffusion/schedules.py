@@ -26,8 +26,16 @@ DiffuRec / ADRec schedules (``get_named_beta_schedule`` of the Diffusion-LM / Di
   :math:`\beta_{i+1} = \min(1 - \bar\alpha(\frac{i+1}{T})/\bar\alpha(\frac{i}{T}), 0.999)` for
   :math:`i = 0 .. T-2`, with :math:`\bar\alpha(u) = \cos^2(\frac{u + 0.1}{1.1}\frac{\pi}{2})`.
 
-:func:`get_schedule` dispatches on the names the original code uses and applies DiffRec's
-``beta_fixed`` (:math:`\beta_0 := 10^{-5}`, before the range check, as the original does).
+DreamRec schedules (its ``exp_beta_schedule`` and ``cosine_beta_schedule``; its ``linear`` and
+``sqrt`` are :func:`linear` with scale 1 and :func:`sqrt`):
+
+- :func:`exp`: :math:`\beta_i = 1 - \exp(-\frac{b_{min}}{T} - x_i\frac{b_{max} - b_{min}}{2T^2})`
+  with :math:`x = \mathrm{linspace}(1, 2T + 1, T)`, :math:`b_{min} = 0.1, b_{max} = 10`.
+- :func:`cosine` with ``min_beta=1e-4, max_beta=0.9999`` (DreamRec clips to [1e-4, 0.9999]).
+
+:func:`get_schedule` dispatches on the names the original code of DiffRec, DiffuRec and ADRec
+uses and applies DiffRec's ``beta_fixed`` (:math:`\beta_0 := 10^{-5}`, before the range check,
+as the original does).
 
 References:
   Wang et al., "Diffusion Recommender Model", SIGIR 2023.
@@ -126,13 +134,21 @@ def _linear_var(steps, noise_scale, noise_min, noise_max, max_beta=MAX_BETA):
     return np.concatenate([1.0 - alpha_bar[:1], rest])  # 1 - (1 - v_0), as the original
 
 
-def _cosine(steps, max_beta=MAX_BETA):
-    return _betas_for_alpha_bar(_check_steps(steps), _cosine_alpha_bar, max_beta)
+def _cosine(steps, max_beta=MAX_BETA, min_beta=0.0):
+    return np.maximum(
+        _betas_for_alpha_bar(_check_steps(steps), _cosine_alpha_bar, max_beta), min_beta
+    )
 
 
 def _binomial(steps):
     steps = _check_steps(steps)
     return 1.0 / (steps - np.arange(steps, dtype=np.float64) + 1.0)
+
+
+def _exp(steps, beta_min=0.1, beta_max=10.0):
+    steps = _check_steps(steps)
+    x = np.linspace(1, 2 * steps + 1, steps, dtype=np.float64)
+    return 1.0 - np.exp(-beta_min / steps - x * 0.5 * (beta_max - beta_min) / steps**2)
 
 
 def _trunc_lin(steps):
@@ -173,14 +189,21 @@ def linear_var(
     )
 
 
-def cosine(steps: int, max_beta: float = MAX_BETA) -> np.ndarray:
-    """Cosine schedule (Nichol & Dhariwal), [T] float64."""
-    return check_betas(_cosine(steps, max_beta), "cosine betas")
+def cosine(steps: int, max_beta: float = MAX_BETA, min_beta: float = 0.0) -> np.ndarray:
+    """Cosine schedule (Nichol & Dhariwal), [T] float64, clipped to [min_beta, max_beta]
+    (DiffRec: [0, 0.999]; DreamRec: [1e-4, 0.9999])."""
+    return check_betas(_cosine(steps, max_beta, min_beta), "cosine betas")
 
 
 def binomial(steps: int) -> np.ndarray:
     """Binomial schedule beta_t = 1 / (T - t + 1) (Sohl-Dickstein et al. 2015), [T] float64."""
     return check_betas(_binomial(steps), "binomial betas")
+
+
+def exp(steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> np.ndarray:
+    """DreamRec ``exp``: 1 - exp(-beta_min/T - x (beta_max - beta_min) / (2 T^2)) with
+    x = linspace(1, 2T + 1, T), [T] float64."""
+    return check_betas(_exp(steps, beta_min, beta_max), "exp betas")
 
 
 def trunc_lin(steps: int) -> np.ndarray:

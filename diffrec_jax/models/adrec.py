@@ -11,8 +11,9 @@ Architecture (d = 128, 4 heads, post-LN blocks with a GELU FFN of width 4d, Laye
 
 Training ("sequence" examples, one per user: history ``seq[:-1][-L:]``, targets shifted by one):
 every real target token gets its own timestep t ~ U{0..T-1} and noise,
-``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` with x0 the (raw) target embedding; padding
-keeps x0 and t = 0. Two losses on the denoised output ``o``:
+``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` with x0 the (raw) target embedding (the shared
+:func:`diffrec_jax.diffusion.gaussian.q_sample` with [B, L] timesteps); padding keeps x0 and
+t = 0. Two losses on the denoised output ``o``:
 
 - ``ce``: full-softmax cross entropy of ``o @ E[:n_items]^T`` at every real position, averaged
   over the real tokens of the batch (as the original's ``CrossEntropyLoss(ignore_index=0)``;
@@ -32,15 +33,20 @@ gradient is the combined gradient ``g`` (both task gradients come from one forwa
 VJPs). Frozen parameters (stage 2) get no gradient and do not enter the projection, as
 ``requires_grad=False`` tensors in the original.
 
-Inference: the last position starts from N(0, I) (noise from ``jax.random.key(0)`` folded with
-the user index: scores do not depend on batch composition) and runs T ancestral steps in one
-``jax.lax.scan``: ``x_{t-1} = c1_t x0_hat + c2_t x_t + [t > 0] exp(0.5 v_t) z`` with
-``v = log([post_var_1, beta_1, ..., beta_{T-1}])``; the earlier positions are fed their clean
-targets (the next history item) at t = 0. Score = final vector ``@ E[:n_items]^T``. Two samplers
-give the same scores: ``"full"`` re-runs the denoiser over all L positions at every step (as the
-original); ``"cached"`` (default) uses that attention is causal and the prefix is constant: the
-keys/values of the L - 1 prefix positions of every denoiser block are computed once, and each
-step runs only the last token through the blocks (``transformer.block(..., kv=...)``).
+Inference: the last position starts from N(0, I) and runs T ancestral steps in one
+``jax.lax.scan`` (:func:`diffrec_jax.diffusion.gaussian.reverse_scan`):
+``x_{t-1} = c1_t x0_hat + c2_t x_t + [t > 0] exp(0.5 v_t) z`` with
+``v = log([post_var_1, beta_1, ..., beta_{T-1}])``
+(:func:`~diffrec_jax.diffusion.gaussian.posterior_step` with the "large" variance); the earlier
+positions are fed their clean targets (the next history item) at t = 0. The noise of a user comes
+from its key ``diffrec_jax.seeds.sampling_keys(sampling_seed, users)`` (scores do not depend on
+batch composition): the start from its first half, step t's from ``fold_in(second half, t)``
+(:func:`~diffrec_jax.diffusion.gaussian.reverse_keys`). Score = final vector
+``@ E[:n_items]^T``. Two samplers give the same scores: ``"full"`` re-runs the denoiser over all
+L positions at every step (as the original); ``"cached"`` (default) uses that attention is causal
+and the prefix is constant: the keys/values of the L - 1 prefix positions of every denoiser
+block are computed once, and each step runs only the last token through the blocks
+(``transformer.block(..., kv=...)``).
 
 Three training stages (:func:`fit_stages`): (1) pretrain a SASRec without positional embeddings
 (:func:`diffrec_jax.models.sasrec.sasrec` with ``positions=False``: 2 causal post-LN blocks, CE
@@ -49,6 +55,8 @@ table, freeze it (no gradient, ``optax.set_to_zero``), train the rest for ``free
 epochs; (3) unfreeze and train everything with early stopping. Each stage runs the shared loop
 (:func:`diffrec_jax.train.train`) with Adam (lr 1e-3, L2 weight decay 1e-5 added to the gradient
 as torch's ``Adam(weight_decay=)``) and a cosine learning-rate decay over the stage's steps.
+The registry entry ``"adrec"`` (kind "staged") fits with :func:`fit_with_record`, scores with
+:func:`score_from_hparams` and validates with :func:`check_hparams`.
 
 Differences from the original code (github.com/Nemo-1024/ADRec):
 
@@ -80,7 +88,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -88,27 +96,25 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from diffrec_jax.diffusion.gaussian import diffusion_arrays
+from diffrec_jax import seeds
+from diffrec_jax.diffusion import gaussian
 from diffrec_jax.diffusion.schedules import SCHEDULES, get_schedule
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models import layers, packing
 from diffrec_jax.models import sasrec as sasrec_model
-from diffrec_jax.models import transformer as tfm
-from diffrec_jax.models.base import Recommender, StepInfo, Trainable
-from diffrec_jax.models.seqbase import SeqBatch, SeqFitData
+from diffrec_jax.nn import layers, packing
+from diffrec_jax.nn import transformer as tfm
+from diffrec_jax.protocol import SeqBatch, SeqFitData, StepInfo, Trainable
+from diffrec_jax.train import seq_plan, seq_train_config, steps_per_epoch, train, training_record
 
 Params = dict[str, Any]
 
 LN_EPS = 1e-12
 """LayerNorm epsilon of ADRec's blocks and history norm (the original's TF-style LayerNorm)."""
 SAMPLERS = ("cached", "full")
-KS = (5, 10, 20)
-NOISE_SEED = 0
-"""Seed of the inference noise key (folded with the user index)."""
 
 
 class ADRecConfig(NamedTuple):
-    """Static architecture and loss settings (hashable).
+    """Static architecture, loss and sampling settings (hashable).
 
     Attributes:
       d: embedding / model width.
@@ -123,7 +129,9 @@ class ADRecConfig(NamedTuple):
       loss_scale: weight of the mse objective.
       pcgrad: combine the two objectives' gradients with PCGrad (else their mean).
       sampler: "cached" or "full" (see the module docstring).
-      pack_ratio: train on packed rows (:mod:`diffrec_jax.models.packing`; the same losses up
+      sampling_seed: seed of the inference noise (``diffrec_jax.seeds.sampling_keys``: one
+        key per user).
+      pack_ratio: train on packed rows (:mod:`diffrec_jax.nn.packing`; the same losses up
         to dropout masks): the real tokens of B examples in ``ceil(pack_ratio * B)`` rows, a
         batch that does not fit unpacked. 0: off.
     """
@@ -140,6 +148,7 @@ class ADRecConfig(NamedTuple):
     loss_scale: float = 1.0
     pcgrad: bool = False
     sampler: str = "cached"
+    sampling_seed: int = 0
     pack_ratio: float = packing.DEFAULT_RATIO
 
 
@@ -168,6 +177,7 @@ def check_config(cfg: ADRecConfig) -> ADRecConfig:
         raise ConfigError(f"ADRec pcgrad={cfg.pcgrad!r}; expected True or False")
     if cfg.sampler not in SAMPLERS:
         raise ConfigError(f"ADRec sampler={cfg.sampler!r}; expected one of {SAMPLERS}")
+    seeds.check_seed(cfg.sampling_seed, "ADRec sampling_seed")
     if not 0 <= cfg.pack_ratio <= 1:
         raise ConfigError(f"ADRec pack_ratio={cfg.pack_ratio!r}; expected 0 <= pack_ratio <= 1")
     return cfg
@@ -176,40 +186,9 @@ def check_config(cfg: ADRecConfig) -> ADRecConfig:
 # -- diffusion arrays -----------------------------------------------------------------------------
 
 
-class Schedule(NamedTuple):
-    """[T] float32 arrays of ADRec's diffusion (computed in float64, then cast).
-
-    Attributes:
-      betas: beta_t.
-      sqrt_abar, sqrt_one_minus_abar: q_sample coefficients.
-      coef1, coef2: posterior mean coefficients (x0 and x_t).
-      model_log_var: ``log([post_var[1], beta[1], ..., beta[T-1]])``, the reverse-step log
-        variance of the original (index 0's noise is never added).
-    """
-
-    betas: jax.Array
-    sqrt_abar: jax.Array
-    sqrt_one_minus_abar: jax.Array
-    coef1: jax.Array
-    coef2: jax.Array
-    model_log_var: jax.Array
-
-
-def make_schedule(cfg: ADRecConfig) -> Schedule:
-    """The diffusion arrays of `cfg` (schedule `cfg.schedule` with `cfg.steps` steps)."""
-    a = diffusion_arrays(get_schedule(cfg.schedule, cfg.steps))
-    var = a["posterior_variance"]
-    first = var[1] if var.size > 1 else a["betas"][0]
-    log_var = np.log(np.concatenate([[first], a["betas"][1:]]))
-    f32 = lambda x: jnp.asarray(x, jnp.float32)
-    return Schedule(
-        betas=f32(a["betas"]),
-        sqrt_abar=f32(a["sqrt_alphas_cumprod"]),
-        sqrt_one_minus_abar=f32(a["sqrt_one_minus_alphas_cumprod"]),
-        coef1=f32(a["posterior_mean_coef1"]),
-        coef2=f32(a["posterior_mean_coef2"]),
-        model_log_var=f32(log_var),
-    )
+def make_diffusion(cfg: ADRecConfig) -> gaussian.GaussianDiffusion:
+    """The diffusion of `cfg` (schedule `cfg.schedule` with `cfg.steps` steps, predicting x0)."""
+    return gaussian.make_diffusion(get_schedule(cfg.schedule, cfg.steps), "x0")
 
 
 # -- parameters -----------------------------------------------------------------------------------
@@ -367,14 +346,6 @@ def diffusion_draws(
     return t, noise
 
 
-def q_sample(
-    sched: Schedule, x0: jax.Array, t: jax.Array, noise: jax.Array, valid: jax.Array
-) -> jax.Array:
-    """``sqrt(abar_t) x0 + sqrt(1 - abar_t) noise`` at real tokens, x0 at padding; [B, L, d]."""
-    x_t = sched.sqrt_abar[t][..., None] * x0 + sched.sqrt_one_minus_abar[t][..., None] * noise
-    return jnp.where(valid[..., None], x_t, x0)
-
-
 # -- losses ---------------------------------------------------------------------------------------
 
 
@@ -424,7 +395,7 @@ def loss_terms(
     batch: SeqBatch,
     key: jax.Array,
     cfg: ADRecConfig,
-    sched: Schedule,
+    diff: gaussian.GaussianDiffusion,
     *,
     freeze_embedding: bool = False,
 ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
@@ -432,7 +403,9 @@ def loss_terms(
 
     `key` is split into (draws, dropout): ``t, noise = diffusion_draws(draws, targets !=
     n_items, d, T)`` (in the batch layout: the same draws whether the batch runs packed or
-    not, ``cfg.pack_ratio``). With `freeze_embedding` the item table gets no gradient.
+    not, ``cfg.pack_ratio``). Real target tokens are noised by ``gaussian.q_sample(diff, x0,
+    t, noise)`` with their own timesteps ([B, L]); padding keeps x0. With `freeze_embedding`
+    the item table gets no gradient.
 
     Returns:
       ce: token-mean cross entropy (scalar).
@@ -463,7 +436,8 @@ def loss_terms(
             params, packing.gather(batch.history, layout, pad), cfg, k_hist, layout.segment
         )
         x0 = tfm.embed(table, targets)
-        x_t = q_sample(sched, x0, t_l, packing.gather(noise, layout, 0.0), tv)
+        x_t = gaussian.q_sample(diff, x0, t_l, packing.gather(noise, layout, 0.0))
+        x_t = jnp.where(tv[..., None], x_t, x0)  # padding keeps x0
         out = denoise(params, rep, x_t, t_l, valid, cfg, k_den, layout.segment)
         ce = sasrec_model.ce_token_mean(out, table, targets, packing.gather(w_token, layout, 0.0))
         per_sequence = sequence_mse(out, x0, tv, layout.segment, b)
@@ -502,7 +476,7 @@ def combined_loss(
     batch: SeqBatch,
     key: jax.Array,
     cfg: ADRecConfig,
-    sched: Schedule,
+    diff: gaussian.GaussianDiffusion,
     *,
     freeze_embedding: bool = False,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -515,13 +489,13 @@ def combined_loss(
     ``s = sum(g * params)``: ``value = s - stop_gradient(s) + loss`` (exactly the loss in value).
     """
     if not cfg.pcgrad:
-        ce, mse, aux = loss_terms(params, batch, key, cfg, sched, freeze_embedding=freeze_embedding)
+        ce, mse, aux = loss_terms(params, batch, key, cfg, diff, freeze_embedding=freeze_embedding)
         value = 0.5 * (ce + cfg.loss_scale * mse)
         aux = {**aux, "ce": jax.lax.stop_gradient(ce), "mse": jax.lax.stop_gradient(mse)}
         return value, aux
 
     def objectives(p):
-        ce, mse, aux = loss_terms(p, batch, key, cfg, sched, freeze_embedding=freeze_embedding)
+        ce, mse, aux = loss_terms(p, batch, key, cfg, diff, freeze_embedding=freeze_embedding)
         return (ce, cfg.loss_scale * mse), (ce, mse, aux)
 
     fixed = jax.lax.stop_gradient(params)
@@ -540,38 +514,37 @@ def combined_loss(
 # -- inference ------------------------------------------------------------------------------------
 
 
-def _sampler_noise(users: jax.Array, steps: int, d: int) -> jax.Array:
-    """[B, T + 1, d] standard normal: index 0 the start x_T, index 1 + i the noise of step i.
+def _reverse(
+    diff: gaussian.GaussianDiffusion,
+    x0_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    keys: jax.Array,
+    d: int,
+) -> jax.Array:
+    """T ancestral steps from N(0, I) as one scan: [B, d]; x0_fn(x_t [B, d], t scalar) ->
+    x0_hat [B, d]; `keys` [B] per-row keys (:func:`gaussian.reverse_keys` draws)."""
+    start_keys, step_keys = gaussian.reverse_keys(keys)
 
-    Drawn per user from ``fold_in(jax.random.key(NOISE_SEED), user)``.
-    """
-    base = jax.random.key(NOISE_SEED)
-    keys = jax.vmap(lambda u: jax.random.fold_in(base, u))(users.astype(jnp.uint32))
-    return jax.vmap(lambda k: jax.random.normal(k, (steps + 1, d), jnp.float32))(keys)
+    def step(x, t, k):
+        z = gaussian.normal(k, x.shape, x.dtype)
+        return gaussian.posterior_step(diff, x0_fn(x, t), x, t, z, variance="large")
 
-
-def _reverse(sched: Schedule, x0_fn, x_start: jax.Array, noise: jax.Array, steps: int) -> jax.Array:
-    """T ancestral steps as one scan: x0_fn(x_t [B, d], t scalar int32) -> x0_hat [B, d]."""
-
-    def step(x, inputs):
-        i, z = inputs
-        x0_hat = x0_fn(x, i)
-        mean = sched.coef1[i] * x0_hat + sched.coef2[i] * x
-        sigma = jnp.where(i > 0, jnp.exp(0.5 * sched.model_log_var[i]), 0.0)
-        return mean + sigma * z, None
-
-    ts = jnp.arange(steps - 1, -1, -1, dtype=jnp.int32)
-    zs = jnp.moveaxis(noise, 1, 0)  # [T, B, d], zs[j] for the j-th step (t = T-1-j)
-    x, _ = jax.lax.scan(step, x_start, (ts, zs))
-    return x
+    x_start = gaussian.normal(start_keys, (keys.shape[0], d))
+    return gaussian.reverse_scan(step, x_start, np.arange(diff.steps - 1, -1, -1), step_keys)
 
 
 def sample_last(
-    params: Params, batch: SeqBatch, cfg: ADRecConfig, sched: Schedule, sampler: str
+    params: Params,
+    batch: SeqBatch,
+    cfg: ADRecConfig,
+    diff: gaussian.GaussianDiffusion,
+    sampler: str,
 ) -> jax.Array:
     """The denoised vector at the last position after T reverse steps: [B, d].
 
+    Row b's noise comes from ``seeds.sampling_keys(cfg.sampling_seed, batch.users)[b]``.
+
     Args:
+      diff: the diffusion (:func:`make_diffusion`).
       sampler: "full" (re-run the denoiser over all L positions every step) or "cached" (the
         prefix keys/values of every denoiser block once, then one token per step).
     """
@@ -580,8 +553,7 @@ def sample_last(
     history = batch.history
     b, n = history.shape
     valid = history != pad
-    noise = _sampler_noise(batch.users, cfg.steps, cfg.d)
-    x_start, zs = noise[:, 0], noise[:, 1:]
+    keys = seeds.sampling_keys(cfg.sampling_seed, batch.users)
 
     if sampler == "full":
         rep, _ = encode_history(params, history, cfg)
@@ -594,7 +566,7 @@ def sample_last(
             t_all = jnp.concatenate([t_prefix, jnp.full((b, 1), i, jnp.int32)], axis=1)
             return denoise(params, rep, x_all, t_all, valid, cfg)[:, -1]
 
-        return _reverse(sched, x0_full, x_start, zs, cfg.steps)
+        return _reverse(diff, x0_full, keys, cfg.d)
 
     if sampler != "cached":
         raise ConfigError(f"ADRec sampler={sampler!r}; expected one of {SAMPLERS}")
@@ -637,7 +609,7 @@ def sample_last(
             y = tfm.block(p, y, key_mask, cfg.n_heads, eps=LN_EPS, kv=kv) * m_last
         return y[:, 0]
 
-    return _reverse(sched, x0_cached, x_start, zs, cfg.steps)
+    return _reverse(diff, x0_cached, keys, cfg.d)
 
 
 @functools.lru_cache(maxsize=64)
@@ -650,11 +622,11 @@ def make_score(cfg: ADRecConfig, sampler: str | None = None):
     sampler = cfg.sampler if sampler is None else sampler
     if sampler not in SAMPLERS:
         raise ConfigError(f"ADRec sampler={sampler!r}; expected one of {SAMPLERS}")
-    sched = make_schedule(cfg)
+    diff = make_diffusion(cfg)
 
     def score(params: Params, batch: SeqBatch) -> jax.Array:
         table = params["item_emb"]
-        x = sample_last(params, batch, cfg, sched, sampler)
+        x = sample_last(params, batch, cfg, diff, sampler)
         return x @ table[: table.shape[0] - 1].T
 
     return score
@@ -702,7 +674,7 @@ def adrec_trainable(
     item_table: jax.Array | None = None,
     init_params_from: Params | None = None,
 ) -> Trainable:
-    """ADRec as a :class:`~diffrec_jax.models.base.Trainable` for one training stage.
+    """ADRec as a :class:`~diffrec_jax.protocol.Trainable` for one training stage.
 
     Args:
       cfg: architecture and loss settings.
@@ -716,7 +688,7 @@ def adrec_trainable(
       "mse", "t_mean" (and "conflict" with PCGrad).
     """
     cfg = check_config(cfg)
-    sched = make_schedule(cfg)
+    diff = make_diffusion(cfg)
 
     def init(key: jax.Array, n_items: int) -> tuple[Params, tuple]:
         if init_params_from is not None:
@@ -727,9 +699,7 @@ def adrec_trainable(
         return init_params(key, n_items, cfg, item_table), ()
 
     def loss(params: Params, state: tuple, batch: SeqBatch, key: jax.Array, info: StepInfo):
-        value, aux = combined_loss(
-            params, batch, key, cfg, sched, freeze_embedding=freeze_embedding
-        )
+        value, aux = combined_loss(params, batch, key, cfg, diff, freeze_embedding=freeze_embedding)
         return value, (state, aux)
 
     def optimizer() -> optax.GradientTransformation:
@@ -777,9 +747,10 @@ def pretrain_trainable(
     return model._replace(optimizer=lambda: make_optimizer(lr, weight_decay, decay_steps))
 
 
-# -- the recommender ------------------------------------------------------------------------------
+# -- the registry entry ---------------------------------------------------------------------------
 
 ARCH_DEFAULTS: dict[str, Any] = dict(ADRecConfig()._asdict())
+"""The fields of :class:`ADRecConfig` (architecture, loss and sampling) and their defaults."""
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "max_len": 50,
@@ -797,7 +768,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 stage), validation every `eval_every` epochs with `patience` in stages 1 and 3."""
 
 RECOMMENDER_DEFAULTS: dict[str, Any] = {**ARCH_DEFAULTS, **TRAIN_DEFAULTS}
-"""Every hyperparameter of :func:`adrec_recommender` and its default."""
+"""Every hyperparameter of the registry entry ``"adrec"`` and its default."""
 
 
 class StageResults(NamedTuple):
@@ -815,6 +786,7 @@ class StageResults(NamedTuple):
 
 
 def _values(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """:data:`RECOMMENDER_DEFAULTS` updated by `hparams`, validated (unknown names too)."""
     unknown = sorted(set(hparams) - set(RECOMMENDER_DEFAULTS))
     if unknown:
         raise ConfigError(
@@ -822,6 +794,17 @@ def _values(hparams: Mapping[str, Any]) -> dict[str, Any]:
             f"{sorted(RECOMMENDER_DEFAULTS)}"
         )
     values = {**RECOMMENDER_DEFAULTS, **hparams}
+    check_hparams(values)
+    return values
+
+
+def check_hparams(values: Mapping[str, Any]) -> None:
+    """Validates a full set of ADRec hyperparameters (the registry entry's ``check``).
+
+    Raises:
+      ConfigError: an invalid value (epochs, optimiser, :func:`check_config`, the training
+        loop's settings).
+    """
     for name in ("pretrain_epochs", "freeze_epochs", "max_epochs"):
         v = values[name]
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
@@ -831,85 +814,90 @@ def _values(hparams: Mapping[str, Any]) -> dict[str, Any]:
             f"ADRec lr={values['lr']!r}, weight_decay={values['weight_decay']!r}; expected "
             "lr > 0 and weight_decay >= 0"
         )
-    check_config(ADRecConfig(**{k: values[k] for k in ARCH_DEFAULTS}))
-    return values
+    v = values["max_len"]
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+        raise ConfigError(f"ADRec max_len={v!r}; expected a positive int")
+    config_from_hparams(values)
+    _base_config(values)
 
 
-def fit_stages(hparams: Mapping[str, Any], data: SeqFitData, key: jax.Array) -> StageResults:
+def config_from_hparams(values: Mapping[str, Any]) -> ADRecConfig:
+    """The validated :class:`ADRecConfig` of a set of hyperparameters."""
+    return check_config(ADRecConfig(**{k: values[k] for k in ARCH_DEFAULTS}))
+
+
+def _base_config(values: Mapping[str, Any]):
+    """The training loop's config shared by the stages (each sets its own epochs)."""
+    return seq_train_config({**values, "max_epochs": 1})
+
+
+def score_from_hparams(hparams: Mapping[str, Any]):
+    """The registry entry's score function (:func:`make_score`): the sampler of
+    ``hparams["sampler"]`` with noise seeded by ``hparams["sampling_seed"]``."""
+    return make_score(config_from_hparams(_values(hparams)))
+
+
+def fit_stages(
+    hparams: Mapping[str, Any],
+    data: SeqFitData,
+    key: jax.Array,
+    overrides: Mapping[str, Any] | None = None,
+) -> StageResults:
     """Runs ADRec's three training stages through the shared loop.
 
+    The stages share the training examples ("sequence" examples of ``max_len``) and the
+    validation evaluator of :func:`diffrec_jax.train.seq_plan`; each stage's ``TrainConfig``
+    is :func:`diffrec_jax.train.seq_train_config` of the hyperparameters with the stage's
+    epochs, then ``.replace(**overrides)``; its cosine decay spans that config's epochs.
+
     Args:
-      hparams: any of :data:`RECOMMENDER_DEFAULTS`.
+      hparams: any of :data:`RECOMMENDER_DEFAULTS` (the others take their defaults).
       data: the training sequences and valid targets.
       key: seeds everything (split into one key per stage).
+      overrides: fields of every stage's TrainConfig to replace (a study's selection metric,
+        cutoffs and convention).
 
     Returns:
       :class:`StageResults`.
     """
-    from diffrec_jax.train.config import TrainConfig  # lazy: diffrec_jax.train imports models
-    from diffrec_jax.train.fit import seq_train_inputs
-    from diffrec_jax.train.loop import steps_per_epoch, train
-
     values = _values(hparams)
-    cfg = ADRecConfig(**{k: values[k] for k in ARCH_DEFAULTS})
-    config = TrainConfig(
-        batch_size=values["batch_size"],
-        max_epochs=1,
-        eval_every=values["eval_every"],
-        patience=values["patience"],
-        select_metric=values["select_metric"],
-        ks=KS,
-    )
-    inputs = seq_train_inputs(config, max_len=int(values["max_len"]), examples="sequence")(data)
-    source, evaluator = inputs["source"], inputs["evaluator"]
-    n_steps = steps_per_epoch(source.n_examples, config.batch_size, config.last_batch)
+    cfg = config_from_hparams(values)
+    overrides = dict(overrides or {})
+    max_len = int(values["max_len"])
     opt = {"lr": values["lr"], "weight_decay": values["weight_decay"]}
+    config = _base_config(values).replace(**overrides)
+    # The stages share the examples and the validation (stage 3's Trainable stands in).
+    plan = seq_plan(adrec_trainable(cfg, **opt), config, data, max_len=max_len, examples="sequence")
+    source, evaluator = plan.source, plan.evaluator(config)
     k1, k2, k3 = jax.random.split(key, 3)
+
+    def stage_config(epochs: int):
+        stage = config.replace(**{"max_epochs": epochs, **overrides})
+        n_steps = steps_per_epoch(source.n_examples, stage.batch_size, stage.last_batch)
+        return stage, stage.max_epochs * n_steps
 
     pre = frozen = full = None
     table = params = None
     if values["pretrain_epochs"] > 0:
-        epochs = values["pretrain_epochs"]
-        model = pretrain_trainable(
-            cfg, max_len=int(values["max_len"]), decay_steps=epochs * n_steps, **opt
-        )
-        pre = train(
-            model,
-            data,
-            config.replace(max_epochs=epochs),
-            key=k1,
-            source=source,
-            evaluator=evaluator,
-        )
+        stage, decay = stage_config(values["pretrain_epochs"])
+        model = pretrain_trainable(cfg, max_len=max_len, decay_steps=decay, **opt)
+        pre = train(model, data, stage, key=k1, source=source, evaluator=evaluator)
         table = sasrec_model.sasrec_item_table(pre.params)
     if values["freeze_epochs"] > 0:
-        epochs = values["freeze_epochs"]
+        stage, decay = stage_config(values["freeze_epochs"])
         model = adrec_trainable(
-            cfg, decay_steps=epochs * n_steps, freeze_embedding=True, item_table=table, **opt
+            cfg, decay_steps=decay, freeze_embedding=True, item_table=table, **opt
         )
         # No validation while the table is frozen (the original's first evaluation comes
         # after the unfreezing): the stage's last parameters go on.
-        frozen = train(
-            model, data, config.replace(max_epochs=epochs), key=k2, source=source, evaluator=None
-        )
+        frozen = train(model, data, stage, key=k2, source=source, evaluator=None)
         params = frozen.params
     if values["max_epochs"] > 0:
-        epochs = values["max_epochs"]
+        stage, decay = stage_config(values["max_epochs"])
         model = adrec_trainable(
-            cfg,
-            decay_steps=epochs * n_steps,
-            item_table=table,
-            init_params_from=params,
-            **opt,
+            cfg, decay_steps=decay, item_table=table, init_params_from=params, **opt
         )
-        full = train(
-            model,
-            data,
-            config.replace(max_epochs=epochs),
-            key=k3,
-            source=source,
-            evaluator=evaluator,
-        )
+        full = train(model, data, stage, key=k3, source=source, evaluator=evaluator)
         params = full.params
     if params is None:  # no ADRec stage ran: untrained parameters (on the pretrained table)
         params = init_params(k3, source.n_items, cfg, table)
@@ -917,15 +905,13 @@ def fit_stages(hparams: Mapping[str, Any], data: SeqFitData, key: jax.Array) -> 
 
 
 def stages_record(stages: StageResults) -> dict[str, Any]:
-    """The JSON-able training record of ADRec's stages (``Recommender.fit_with_record``).
+    """The JSON-able training record of ADRec's stages (what :func:`fit_with_record` returns).
 
     The stage that gave the parameters (3, else 2) supplies ``best_epoch`` (counted within
     that stage), ``stopped_early`` and ``best_valid``; ``epochs``, ``seconds_per_epoch`` and
     ``history`` (each entry with its ``stage``) cover every stage run; ``stages`` maps
     "pretrain", "frozen", "full" to each stage's own record without history (None if skipped).
     """
-    from diffrec_jax.train.loop import training_record  # lazy: diffrec_jax.train imports models
-
     runs = {"pretrain": stages.pretrain, "frozen": stages.frozen, "full": stages.full}
     records = {name: None if r is None else training_record(r) for name, r in runs.items()}
     history = [
@@ -949,48 +935,14 @@ def stages_record(stages: StageResults) -> dict[str, Any]:
     }
 
 
-def adrec_recommender(**hparams: Any) -> Recommender:
-    """ADRec as a sequential :class:`~diffrec_jax.models.base.Recommender`.
-
-    `fit(data: SeqFitData, key)` runs :func:`fit_stages` and returns the final parameters;
-    `score` is the sampler of ``hparams["sampler"]``. The training is three runs of the shared
-    loop, so ``trainable`` is None; ``fit_with_record`` also returns :func:`stages_record`
-    (callers wanting the full ``TrainResult`` of each stage call :func:`fit_stages`);
-    ``train_config`` is stage 3's.
-
-    Args:
-      **hparams: any of :data:`RECOMMENDER_DEFAULTS`.
-
-    Raises:
-      ConfigError: an unknown or invalid hyperparameter.
-    """
-    from diffrec_jax.train.config import TrainConfig  # lazy: diffrec_jax.train imports models
-
-    values = _values(hparams)
-    cfg = ADRecConfig(**{k: values[k] for k in ARCH_DEFAULTS})
-
-    def fit(data: SeqFitData, key: jax.Array) -> Params:
-        return fit_stages(values, data, key).params
-
-    def fit_with_record(data: SeqFitData, key: jax.Array) -> tuple[Params, dict[str, Any]]:
-        stages = fit_stages(values, data, key)
-        return stages.params, stages_record(stages)
-
-    config = TrainConfig(
-        batch_size=values["batch_size"],
-        max_epochs=max(values["max_epochs"], 1),
-        eval_every=values["eval_every"],
-        patience=values["patience"],
-        select_metric=values["select_metric"],
-        ks=KS,
-    )
-    return Recommender(
-        name="adrec",
-        hparams=values,
-        fit=fit,
-        score=make_score(cfg),
-        trainable=None,
-        train_config=config,
-        input="sequences",
-        fit_with_record=fit_with_record,
-    )
+def fit_with_record(
+    hparams: Mapping[str, Any],
+    data: SeqFitData,
+    key: jax.Array,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[Params, dict[str, Any]]:
+    """The registry entry's staged fit: ``(params, record)`` of :func:`fit_stages` (its final
+    parameters) and :func:`stages_record`; `overrides` replace fields of every stage's
+    TrainConfig."""
+    stages = fit_stages(hparams, data, key, overrides)
+    return stages.params, stages_record(stages)

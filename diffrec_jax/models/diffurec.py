@@ -1,7 +1,7 @@
 r"""DiffuRec: Gaussian diffusion on the target item embedding (Li et al., TOIS 2023).
 
 One training example is a prefix of a training sequence and the item after it ("prefix"
-examples of :mod:`diffrec_jax.models.seqbase`). With ``E`` the item table (``[n_items + 1, d]``,
+examples of :mod:`diffrec_jax.protocol`). With ``E`` the item table (``[n_items + 1, d]``,
 last row the padding item), ``H = LN(Drop_{0.3}(E[history]))`` ([B, L, d], no positional
 embeddings) and the target embedding :math:`x_0 = E[\mathrm{target}]`:
 
@@ -22,20 +22,24 @@ block's output), non-causal. All LayerNorms use eps = 1e-12 (the original's TF-s
 Schedule: ``trunc_lin`` with T = 32. Timesteps are uniform: the original creates a loss-aware
 sampler but never updates it, so it stays uniform, and its importance weights are not applied.
 
-Inference (:func:`sample_x0`, one :func:`jax.lax.scan` of T steps, each re-running the
-Transformer): :math:`x_{T-1} \sim \mathcal N(0, I)`, then for t = T-1 .. 0
+Inference (:func:`sample_x0`, one :func:`jax.lax.scan` of T steps, the shared
+:func:`~diffrec_jax.diffusion.gaussian.reverse_scan`, each re-running the Transformer):
+:math:`x_{T-1} \sim \mathcal N(0, I)`, then for t = T-1 .. 0
 
 .. math::
    x \leftarrow c^{(1)}_t f(H, x, t) + c^{(2)}_t x + [t > 0]\,e^{\frac12 \log v_t}\,z,
    \qquad \log v = \log([\tilde\beta_1, \beta_1, \dots, \beta_{T-1}]),
 
 (the released code's variance: the betas, and at index 0, where no noise is added, the
-posterior variance of index 1). The result
+posterior variance of index 1: :func:`~diffrec_jax.diffusion.gaussian.posterior_step` with the
+"large" variance). The result
 (the approximator's :math:`\hat x_0` at t = 0) is scored against every item embedding by dot
 product. Inference draws lambda too (the released code samples it in every forward pass,
 training or not); ``lambda_at_inference="mean"`` uses the constant :math:`\lambda_0` instead.
-The noise comes from ``jax.random.key(score_seed)`` folded with the user index, so a user's
-scores do not depend on the rest of the batch and repeated calls agree.
+The noise of a user comes from its key ``diffrec_jax.seeds.sampling_keys(sampling_seed, users)``
+(the start from its first half, step t's draws from ``fold_in(second half, t)``:
+:func:`~diffrec_jax.diffusion.gaussian.reverse_keys`, :func:`step_noise`), so a user's scores do
+not depend on the rest of the batch and repeated calls agree.
 
 Attention masking. The released code builds its mask from the *query* positions
 (``mask[b, h, i, j] = valid[b, i]``): every real position attends to every position, the
@@ -68,12 +72,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from diffrec_jax import seeds
 from diffrec_jax.diffusion import gaussian, schedules
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models import layers
-from diffrec_jax.models import transformer as tfm
-from diffrec_jax.models.base import Recommender, StepInfo, Trainable
-from diffrec_jax.models.seqbase import SeqBatch
+from diffrec_jax.nn import layers
+from diffrec_jax.nn import transformer as tfm
+from diffrec_jax.protocol import SeqBatch, StepInfo, Trainable
 
 Params = dict[str, Any]
 
@@ -139,7 +143,7 @@ def embed_history(
 def time_embedding(params: Params, t: jax.Array, steps: int, rescale: bool = True) -> jax.Array:
     """[B] int timesteps -> [B, d]: Linear(SiLU(Linear(sinusoidal(t * 1000 / T)))).
 
-    The sinusoidal embedding is [cos, sin] (:func:`~diffrec_jax.models.layers.timestep_embedding`);
+    The sinusoidal embedding is [cos, sin] (:func:`~diffrec_jax.nn.layers.timestep_embedding`);
     `rescale` multiplies t by 1000 / T first (the original's ``rescale_timesteps=True``).
     """
     d = params["time"]["l2"]["w"].shape[-1]
@@ -216,48 +220,22 @@ def approximator(
     return tfm.layer_norm(params["ln_out"], last, LN_EPS)
 
 
-def reverse_log_variance(betas: np.ndarray) -> np.ndarray:
-    """The released code's reverse-step log variance, ``log([post_var[1], betas[1:]])``, [T].
+def step_noise(keys: jax.Array, n: int, d: int) -> tuple[jax.Array, jax.Array]:
+    """Standard normal draws of one reverse step for each row: (z [B, d], lambda noise
+    [B, n, d]); row b uses ``split(keys[b])`` (first key z, second the lambda noise).
 
-    Requires T >= 2 (T = 1 has no step with noise; index 0's value is then unused).
-    """
-    arrays = gaussian.diffusion_arrays(betas)
-    betas = arrays["betas"]
-    first = arrays["posterior_variance"][1] if betas.size > 1 else betas[0]
-    return np.log(np.concatenate([[first], betas[1:]]))
-
-
-def row_keys(seed: int, users: jax.Array) -> jax.Array:
-    """[B] typed keys ``fold_in(key(seed), user)``: one independent stream per user."""
-    base = jax.random.key(seed)
-    return jax.vmap(lambda u: jax.random.fold_in(base, u))(users.astype(jnp.uint32))
-
-
-def sampling_keys(keys: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Per-row (start_keys, step_keys) = split of each of the [B] `keys`."""
-    pairs = jax.vmap(jax.random.split)(keys)
-    return pairs[:, 0], pairs[:, 1]
-
-
-def start_noise(start_keys: jax.Array, d: int) -> jax.Array:
-    """[B, d] standard normal starting point x_{T-1}, row b from ``start_keys[b]``."""
-    return jax.vmap(lambda k: jax.random.normal(k, (d,), jnp.float32))(start_keys)
-
-
-def step_noise(step_keys: jax.Array, t: jax.Array, n: int, d: int) -> tuple[jax.Array, jax.Array]:
-    """Standard normal draws of reverse step `t` for each row: (z [B, d], lambda noise [B, n, d]).
-
-    Row b uses ``split(fold_in(step_keys[b], t))`` (first key z, second the lambda noise).
+    `keys` are the step's [B] keys (``gaussian.step_key(step_keys, t)``, what
+    :func:`~diffrec_jax.diffusion.gaussian.reverse_scan` hands the step).
     """
 
     def one(k):
-        kz, kl = jax.random.split(jax.random.fold_in(k, t))
+        kz, kl = jax.random.split(k)
         return (
             jax.random.normal(kz, (d,), jnp.float32),
             jax.random.normal(kl, (n, d), jnp.float32),
         )
 
-    return jax.vmap(one)(step_keys)
+    return jax.vmap(one)(keys)
 
 
 def sample_x0(
@@ -266,7 +244,6 @@ def sample_x0(
     keys: jax.Array,
     *,
     diff: gaussian.GaussianDiffusion,
-    log_var: jax.Array,
     n_items: int,
     n_heads: int,
     lambda_uncertainty: float,
@@ -279,10 +256,11 @@ def sample_x0(
     Args:
       params: from :func:`init_params`.
       history: [B, L] left-padded histories.
-      keys: [B] per-row keys (:func:`row_keys`); row b's start noise is
-        ``start_noise(sampling_keys(keys)[0])`` and its step-t draws
-        ``step_noise(sampling_keys(keys)[1], t, L, d)``.
-      diff: the diffusion arrays; `log_var`: [T] :func:`reverse_log_variance`.
+      keys: [B] per-row keys (``diffrec_jax.seeds.sampling_keys``); with
+        ``start, steps = gaussian.reverse_keys(keys)`` the start is
+        ``gaussian.normal(start, (B, d))`` and step t's draws
+        ``step_noise(gaussian.step_key(steps, t), L, d)``.
+      diff: the diffusion arrays (its "large" reverse variance is used).
       n_items: the padding value.
       lambda_at_inference: "sample" (lambda = l0 + l0 * noise, as the original) or "mean"
         (lambda = l0).
@@ -291,11 +269,10 @@ def sample_x0(
     valid = history != n_items
     h = embed_history(params, history)
     b, n, d = h.shape
-    start_keys, step_keys = sampling_keys(keys)
-    x = start_noise(start_keys, d)
+    start_keys, step_keys = gaussian.reverse_keys(keys)
 
-    def step(x, t):
-        z, lam_noise = step_noise(step_keys, t, n, d)
+    def step(x, t, k):
+        z, lam_noise = step_noise(k, n, d)
         if lambda_at_inference == "sample":
             lam = lambda_uncertainty + lambda_uncertainty * lam_noise
         else:
@@ -313,12 +290,10 @@ def sample_x0(
             pad_attention=pad_attention,
             rescale_timesteps=rescale_timesteps,
         )
-        mean = diff.posterior_mean_coef1[t] * x0 + diff.posterior_mean_coef2[t] * x
-        nonzero = (t != 0).astype(x.dtype)
-        return mean + nonzero * jnp.exp(0.5 * log_var[t]) * z, None
+        return gaussian.posterior_step(diff, x0, x, t, z, variance="large")
 
-    x, _ = jax.lax.scan(step, x, jnp.arange(steps - 1, -1, -1, dtype=jnp.int32))
-    return x
+    x = gaussian.normal(start_keys, (b, d))
+    return gaussian.reverse_scan(step, x, np.arange(steps - 1, -1, -1), step_keys)
 
 
 def training_draws(
@@ -377,6 +352,7 @@ def _validate(values: Mapping[str, Any]) -> None:
             f"DiffuRec lambda_at_inference={values['lambda_at_inference']!r}; expected one of "
             f"{LAMBDA_AT_INFERENCE}"
         )
+    seeds.check_seed(values["sampling_seed"], "DiffuRec sampling_seed")
     if values["schedule"] not in schedules.SCHEDULES or values["schedule"] in (
         "linear",
         "linear-var",
@@ -404,9 +380,9 @@ def diffurec(
     pad_attention: str = "original",
     lambda_at_inference: str = "sample",
     rescale_timesteps: bool = True,
-    score_seed: int = 0,
+    sampling_seed: int = 0,
 ) -> Trainable:
-    """DiffuRec as a :class:`~diffrec_jax.models.base.Trainable` (maths in the module docstring).
+    """DiffuRec as a :class:`~diffrec_jax.protocol.Trainable` (maths in the module docstring).
 
     Defaults are the released code's (Amazon Beauty settings).
 
@@ -424,7 +400,8 @@ def diffurec(
       pad_attention: "original" or "masked" (module docstring).
       lambda_at_inference: "sample" (original) or "mean".
       rescale_timesteps: t * 1000 / T into the time embedding (original: True).
-      score_seed: seed of the inference noise (folded with the user index).
+      sampling_seed: seed of the inference noise (``diffrec_jax.seeds.sampling_keys``: one key
+        per user).
 
     Returns:
       ``Trainable(init, loss, score, optimizer)``, params as :func:`init_params`, model state
@@ -434,7 +411,6 @@ def diffurec(
     _validate(values)
     betas = schedules.get_schedule(schedule, steps)
     diff = gaussian.make_diffusion(betas, "x0")
-    log_var = jnp.asarray(reverse_log_variance(betas), jnp.float32)
 
     def init(key: jax.Array, n_items: int) -> tuple[Params, tuple]:
         return init_params(key, n_items, d, n_blocks, n_heads, emb_std), ()
@@ -480,9 +456,8 @@ def diffurec(
         x = sample_x0(
             params,
             batch.history,
-            row_keys(score_seed, batch.users),
+            seeds.sampling_keys(sampling_seed, batch.users),
             diff=diff,
-            log_var=log_var,
             n_items=n_items,
             n_heads=n_heads,
             lambda_uncertainty=lambda_uncertainty,
@@ -518,24 +493,5 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 """DiffuRec's history length and training-loop hyperparameters (the released defaults)."""
 
 RECOMMENDER_DEFAULTS: dict[str, Any] = {**DEFAULTS, **TRAIN_DEFAULTS}
-"""Every hyperparameter of :func:`diffurec_recommender` and its default."""
-
-
-def diffurec_recommender(**hparams: Any) -> Recommender:
-    """DiffuRec as a sequential :class:`~diffrec_jax.models.base.Recommender` ("prefix" examples).
-
-    Args:
-      **hparams: any of :data:`RECOMMENDER_DEFAULTS`: the arguments of :func:`diffurec`, the
-        history length `max_len` and the training ones (batch_size, max_epochs, eval_every,
-        patience, select_metric; validation metrics at 5, 10, 20).
-
-    Raises:
-      ConfigError: an unknown or invalid hyperparameter.
-    """
-    from diffrec_jax.models.diffrec import check_hparams
-    from diffrec_jax.train.fit import seq_train_config, seq_trained_recommender  # lazy: cycle
-
-    values = check_hparams("diffurec", hparams, RECOMMENDER_DEFAULTS)
-    trainable = diffurec(**{k: values[k] for k in DEFAULTS})
-    config = seq_train_config(values)
-    return seq_trained_recommender("diffurec", values, trainable, config, examples="prefix")
+"""Every hyperparameter of the registry entry ``"diffurec"`` (its Trainable is :func:`diffurec`,
+on "prefix" examples; validation metrics at 5, 10, 20) and its default."""

@@ -1,7 +1,7 @@
 r"""DreamRec: guided diffusion that generates the next item's embedding (Yang et al., NeurIPS 2023).
 
 One training example is a prefix of a training sequence (its last ``max_len = 10`` items) and the
-item after it ("prefix" examples of :mod:`diffrec_jax.models.seqbase`). With ``E`` the item
+item after it ("prefix" examples of :mod:`diffrec_jax.protocol`). With ``E`` the item
 table (``[n_items + 1, d]``, last row the padding item, as the original's ``item_num``):
 
 - Guidance :math:`h` (:func:`guidance`, the original ``Tenc.cacu_h``): the history is laid out
@@ -23,14 +23,19 @@ table (``[n_items + 1, d]``, last row the padding item, as the original's ``item
   \sqrt{1-\bar\alpha_t}\epsilon` with :math:`x_0 = E[\mathrm{target}]`, and
   :math:`\mathrm{mean}_d (x_0 - f(x_t, h, t))^2` averaged over the batch (MSE only; gradients
   reach ``E`` through both the target and the history).
-- Sampling (:func:`sample_x0`, one :func:`jax.lax.scan` of T steps): :math:`x \sim
-  \mathcal N(0, I)`; for t = T-1 .. 0: :math:`\hat x_0 = (1 + w) f(x, h, t) - w f(x, \varnothing,
-  t)`, :math:`x \leftarrow c^{(1)}_t \hat x_0 + c^{(2)}_t x + [t > 0] \sqrt{\tilde\beta_t} z`.
+- Sampling (:func:`sample_x0`, one :func:`jax.lax.scan` of T steps, the shared
+  :func:`~diffrec_jax.diffusion.gaussian.reverse_scan`): :math:`x \sim \mathcal N(0, I)`; for
+  t = T-1 .. 0: :math:`\hat x_0 = (1 + w) f(x, h, t) - w f(x, \varnothing, t)`,
+  :math:`x \leftarrow c^{(1)}_t \hat x_0 + c^{(2)}_t x + [t > 0] \sqrt{\tilde\beta_t} z`
+  (:func:`~diffrec_jax.diffusion.gaussian.posterior_step` with the posterior variance).
   The final :math:`x` (the "oracle" item embedding) is scored against every item embedding by
-  dot product. Noise from ``jax.random.key(score_seed)`` folded with the user index, so a user's
-  scores do not depend on the rest of the batch.
+  dot product. The noise of a user comes from its key
+  ``diffrec_jax.seeds.sampling_keys(sampling_seed, users)`` (the start from its first half,
+  step t's from ``fold_in(second half, t)``: :func:`~diffrec_jax.diffusion.gaussian.reverse_keys`),
+  so a user's scores do not depend on the rest of the batch.
 
-Schedules (:func:`betas`, DreamRec's own): ``"exp"`` (the default, YooChoose),
+Schedules (:func:`betas`, DreamRec's names for schedules of
+:mod:`diffrec_jax.diffusion.schedules`): ``"exp"`` (the default, YooChoose),
 ``"linear"`` (linspace(beta_start, beta_end, T), Zhihu), ``"cosine"`` (Nichol & Dhariwal,
 clipped to [1e-4, 0.9999], KuaiRec) and ``"sqrt"``. Defaults are the released YooChoose command
 (T = 500, lr 1e-3, exp schedule, w = 2, AdamW with weight decay 0, d = 64, batch 256,
@@ -62,13 +67,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from diffrec_jax.diffusion import gaussian
-from diffrec_jax.diffusion.schedules import check_betas
+from diffrec_jax import seeds
+from diffrec_jax.diffusion import gaussian, schedules
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models import layers
-from diffrec_jax.models import transformer as tfm
-from diffrec_jax.models.base import Recommender, StepInfo, Trainable
-from diffrec_jax.models.seqbase import SeqBatch
+from diffrec_jax.nn import layers
+from diffrec_jax.nn import transformer as tfm
+from diffrec_jax.protocol import SeqBatch, StepInfo, Trainable
 
 Params = dict[str, Any]
 
@@ -81,37 +85,30 @@ ATTN_MASK_VALUE = -(2.0**32) + 1  # the original's padding logit
 
 
 def betas(name: str, steps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
-    """DreamRec's beta schedules, [T] float64.
+    """DreamRec's beta schedules, [T] float64 (from :mod:`diffrec_jax.diffusion.schedules`).
 
-    - "exp": ``1 - exp(-0.1/T - x (10 - 0.1) / (2 T^2))`` with x = linspace(1, 2T + 1, T).
-    - "linear": linspace(beta_start, beta_end, T).
-    - "cosine": abar(u) = cos^2((u + 0.008)/1.008 pi/2) normalised by abar(0) on T + 1 points,
-      beta = clip(1 - abar[1:]/abar[:-1], 1e-4, 0.9999).
-    - "sqrt": beta_t = min(1 - abar((t+1)/T)/abar(t/T), 0.999), abar(u) = 1 - sqrt(u + 1e-4).
+    - "exp": :func:`~diffrec_jax.diffusion.schedules.exp`,
+      ``1 - exp(-0.1/T - x (10 - 0.1) / (2 T^2))`` with x = linspace(1, 2T + 1, T).
+    - "linear": linspace(beta_start, beta_end, T) (``schedules.linear`` with scale 1).
+    - "cosine": abar(u) = cos^2((u + 0.008)/1.008 pi/2) on T + 1 points,
+      beta = clip(1 - abar[1:]/abar[:-1], 1e-4, 0.9999) (``schedules.cosine``).
+    - "sqrt": beta_t = min(1 - abar((t+1)/T)/abar(t/T), 0.999), abar(u) = 1 - sqrt(u + 1e-4)
+      (``schedules.sqrt``).
 
     Raises:
-      ConfigError: unknown name, steps < 1, or a beta outside (0, 1).
+      ConfigError: unknown name, steps < 1, beta_start > beta_end, or a beta outside (0, 1).
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"DreamRec steps={steps!r}; expected a positive int")
     if name == "exp":
-        beta_min, beta_max = 0.1, 10.0
-        x = np.linspace(1, 2 * steps + 1, steps, dtype=np.float64)
-        out = 1.0 - np.exp(-beta_min / steps - x * 0.5 * (beta_max - beta_min) / steps**2)
-    elif name == "linear":
-        out = np.linspace(beta_start, beta_end, steps, dtype=np.float64)
-    elif name == "cosine":
-        x = np.linspace(0, steps, steps + 1, dtype=np.float64)
-        abar = np.cos(((x / steps) + 0.008) / 1.008 * np.pi * 0.5) ** 2
-        abar = abar / abar[0]
-        out = np.clip(1.0 - abar[1:] / abar[:-1], 0.0001, 0.9999)
-    elif name == "sqrt":
-        u = np.arange(steps + 1, dtype=np.float64) / steps
-        abar = 1.0 - np.sqrt(u + 0.0001)
-        out = np.minimum(1.0 - abar[1:] / abar[:-1], 0.999)
-    else:
-        raise ConfigError(f"DreamRec schedule={name!r}; expected one of {SCHEDULES}")
-    return check_betas(out, f"DreamRec {name} betas")
+        return schedules.exp(steps)
+    if name == "linear":
+        return schedules.linear(steps, 1.0, beta_start, beta_end)
+    if name == "cosine":
+        return schedules.cosine(steps, max_beta=0.9999, min_beta=0.0001)
+    if name == "sqrt":
+        return schedules.sqrt(steps)
+    raise ConfigError(f"DreamRec schedule={name!r}; expected one of {SCHEDULES}")
 
 
 # --- Parameters ---------------------------------------------------------------------------
@@ -243,24 +240,6 @@ def guided_x0(params: Params, x: jax.Array, h: jax.Array, t: jax.Array, w: float
     return (1.0 + w) * denoise(params, x, h, t) - w * denoise(params, x, null, t)
 
 
-def row_keys(seed: int, users: jax.Array) -> jax.Array:
-    """[B] typed keys ``fold_in(key(seed), user)``: one independent stream per user."""
-    base = jax.random.key(seed)
-    return jax.vmap(lambda u: jax.random.fold_in(base, u))(users.astype(jnp.uint32))
-
-
-def sampling_noise(keys: jax.Array, t: jax.Array | None, d: int) -> jax.Array:
-    """Per-row standard normal [B, d]: the start (``t=None``: from ``split(key)[0]``) or the
-    step-t noise (from ``fold_in(split(key)[1], t)``)."""
-
-    def one(k):
-        k_start, k_step = jax.random.split(k)
-        k_use = k_start if t is None else jax.random.fold_in(k_step, t)
-        return jax.random.normal(k_use, (d,), jnp.float32)
-
-    return jax.vmap(one)(keys)
-
-
 def sample_x0(
     params: Params, h: jax.Array, keys: jax.Array, *, diff: gaussian.GaussianDiffusion, w: float
 ) -> jax.Array:
@@ -269,23 +248,21 @@ def sample_x0(
     Args:
       params: from :func:`init_params`.
       h: [B, d] guidance (:func:`guidance`, no dropout, no null replacement).
-      keys: [B] per-row keys (:func:`row_keys`); draws as :func:`sampling_noise`.
+      keys: [B] per-row keys (``diffrec_jax.seeds.sampling_keys``); with
+        ``start, steps = gaussian.reverse_keys(keys)`` the start is ``gaussian.normal(start,
+        (B, d))`` and step t's noise ``gaussian.normal(gaussian.step_key(steps, t), (B, d))``.
       diff: the diffusion arrays.
       w: guidance strength.
     """
     b, d = h.shape
-    x = sampling_noise(keys, None, d)
+    start_keys, step_keys = gaussian.reverse_keys(keys)
 
-    def step(x, t):
-        tb = jnp.full((b,), t, jnp.int32)
-        x0 = guided_x0(params, x, h, tb, w)
-        mean = diff.posterior_mean_coef1[t] * x0 + diff.posterior_mean_coef2[t] * x
-        z = sampling_noise(keys, t, d)
-        nonzero = (t != 0).astype(x.dtype)
-        return mean + nonzero * jnp.sqrt(diff.posterior_variance[t]) * z, None
+    def step(x, t, k):
+        x0 = guided_x0(params, x, h, jnp.full((b,), t, jnp.int32), w)
+        return gaussian.posterior_step(diff, x0, x, t, gaussian.normal(k, x.shape, x.dtype))
 
-    x, _ = jax.lax.scan(step, x, jnp.arange(diff.steps - 1, -1, -1, dtype=jnp.int32))
-    return x
+    x = gaussian.normal(start_keys, (b, d))
+    return gaussian.reverse_scan(step, x, np.arange(diff.steps - 1, -1, -1), step_keys)
 
 
 def training_draws(
@@ -328,6 +305,7 @@ def _validate(values: Mapping[str, Any]) -> None:
         raise ConfigError(f"DreamRec weight_decay={values['weight_decay']!r}; expected >= 0")
     if values["diffuser"] not in DIFFUSERS:
         raise ConfigError(f"DreamRec diffuser={values['diffuser']!r}; expected one of {DIFFUSERS}")
+    seeds.check_seed(values["sampling_seed"], "DreamRec sampling_seed")
 
 
 def dreamrec(
@@ -343,9 +321,9 @@ def dreamrec(
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     max_len: int = 10,
-    score_seed: int = 0,
+    sampling_seed: int = 0,
 ) -> Trainable:
-    """DreamRec as a :class:`~diffrec_jax.models.base.Trainable` (maths in the module docstring).
+    """DreamRec as a :class:`~diffrec_jax.protocol.Trainable` (maths in the module docstring).
 
     Defaults are the released YooChoose command.
 
@@ -358,7 +336,8 @@ def dreamrec(
       diffuser: "mlp1" (Linear(3d -> d)) or "mlp2".
       lr: AdamW learning rate; weight_decay: AdamW's decoupled weight decay (original: 0).
       max_len: history length (size of the positional table).
-      score_seed: seed of the sampling noise (folded with the user index).
+      sampling_seed: seed of the sampling noise (``diffrec_jax.seeds.sampling_keys``: one key
+        per user).
 
     Returns:
       ``Trainable(init, loss, score, optimizer)``, params as :func:`init_params`, model state
@@ -391,7 +370,8 @@ def dreamrec(
         table = params["item_emb"]
         n_items = table.shape[0] - 1
         h = guidance(params, batch.history)
-        x = sample_x0(params, h, row_keys(score_seed, batch.users), diff=diff, w=w)
+        keys = seeds.sampling_keys(sampling_seed, batch.users)
+        x = sample_x0(params, h, keys, diff=diff, w=w)
         return x @ table[:n_items].T
 
     def optimizer() -> optax.GradientTransformation:
@@ -417,24 +397,5 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 """DreamRec's training-loop hyperparameters."""
 
 RECOMMENDER_DEFAULTS: dict[str, Any] = {**DEFAULTS, **TRAIN_DEFAULTS}
-"""Every hyperparameter of :func:`dreamrec_recommender` and its default."""
-
-
-def dreamrec_recommender(**hparams: Any) -> Recommender:
-    """DreamRec as a sequential :class:`~diffrec_jax.models.base.Recommender` ("prefix" examples).
-
-    Args:
-      **hparams: any of :data:`RECOMMENDER_DEFAULTS`: the arguments of :func:`dreamrec` (with
-        the history length `max_len`, default 10) and the training ones (batch_size,
-        max_epochs, eval_every, patience, select_metric; validation metrics at 5, 10, 20).
-
-    Raises:
-      ConfigError: an unknown or invalid hyperparameter.
-    """
-    from diffrec_jax.models.diffrec import check_hparams
-    from diffrec_jax.train.fit import seq_train_config, seq_trained_recommender  # lazy: cycle
-
-    values = check_hparams("dreamrec", hparams, RECOMMENDER_DEFAULTS)
-    trainable = dreamrec(**{k: values[k] for k in DEFAULTS})
-    config = seq_train_config(values)
-    return seq_trained_recommender("dreamrec", values, trainable, config, examples="prefix")
+"""Every hyperparameter of the registry entry ``"dreamrec"`` (its Trainable is :func:`dreamrec`,
+on "prefix" examples; validation metrics at 5, 10, 20) and its default."""

@@ -30,6 +30,8 @@ class RefDiffusion:
         self.post_log_var = np.log(np.concatenate([self.post_var[1:2], self.post_var[1:]]))
         self.coef1 = b * np.sqrt(self.abar_prev) / (1.0 - self.abar)
         self.coef2 = (1.0 - self.abar_prev) * np.sqrt(alphas) / (1.0 - self.abar)
+        # improved-DDPM's FIXED_LARGE (DiffuRec, ADRec): np.append(posterior_variance[1], betas[1:])
+        self.large_log_var = np.log(np.append(self.post_var[1], b[1:]))
 
     def q_sample(self, x0, t, noise):
         return self.sqrt_abar[t][:, None] * x0 + self.sqrt_1m_abar[t][:, None] * noise
@@ -144,6 +146,7 @@ def test_derived_arrays(which, mean_type):
         "posterior_log_variance_clipped": ref.post_log_var,
         "posterior_mean_coef1": ref.coef1,
         "posterior_mean_coef2": ref.coef2,
+        "large_log_variance": ref.large_log_var,
         "snr": ref.snr(np.arange(len(betas))),
     }
     for name, want in pairs.items():
@@ -159,7 +162,7 @@ def test_derived_arrays(which, mean_type):
 def test_diffusion_is_a_pytree_with_static_mean_type():
     diff = gd.make_diffusion(BETAS["strong"], "eps")
     leaves, treedef = jax.tree_util.tree_flatten(diff)
-    assert len(leaves) == 13 and all(leaf.dtype == jnp.float32 for leaf in leaves)
+    assert len(leaves) == 14 and all(leaf.dtype == jnp.float32 for leaf in leaves)
     assert jax.tree_util.tree_unflatten(treedef, leaves).mean_type == "eps"
 
     @jax.jit
@@ -228,6 +231,73 @@ def test_p_mean_variance(mean_type):
     np.testing.assert_allclose(
         got_other.pred_x0, RefDiffusion(betas, other).pred_x0(xt, t, out), rtol=1e-5, atol=1e-5
     )
+
+
+def ref_posterior_step(ref, pred_x0, xt, t, z, variance):
+    """numpy float64: c1_t x0_hat + c2_t x_t + [t > 0] exp(log_var_t / 2) z, element by element
+    (t of x's leading shape)."""
+    log_var = ref.post_log_var if variance == "posterior" else ref.large_log_var
+    out = np.empty_like(xt)
+    for idx in np.ndindex(*t.shape):
+        i = int(t[idx])
+        out[idx] = ref.coef1[i] * pred_x0[idx] + ref.coef2[i] * xt[idx]
+        if z is not None and i > 0:
+            out[idx] += np.exp(0.5 * log_var[i]) * z[idx]
+    return out
+
+
+@pytest.mark.parametrize("variance", ["posterior", "large"])
+@pytest.mark.parametrize("t_shape", ["per_example", "per_token", "scalar", "broadcast"])
+def test_timesteps_of_any_leading_shape(t_shape, variance):
+    """q_sample and posterior_step with t [B], [B, L] (ADRec's per-token timesteps), a scalar,
+    or [B, 1] broadcast over L, against numpy float64 element by element."""
+    rng = np.random.default_rng(11)
+    betas = BETAS["strong"]
+    ref = RefDiffusion(betas, "x0")
+    diff = gd.make_diffusion(betas)
+    b, n_tok, d = 4, 5, 3
+    x0, noise, pred, z = (rng.standard_normal((b, n_tok, d)) for _ in range(4))
+    t = {
+        "per_example": np.array([0, 7, 3, 5]),
+        "per_token": rng.integers(0, diff.steps, (b, n_tok)),
+        "scalar": np.array(5),
+        "broadcast": np.array([[0], [7], [3], [5]]),
+    }[t_shape]
+    if t_shape == "per_token":
+        t[0, 0] = 0  # the step without noise, among noisy ones
+    # the timestep of every [b, l] position
+    t_full = np.broadcast_to(t.reshape(t.shape + (1,) * (2 - t.ndim)), (b, n_tok))
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
+    xt = jax.jit(gd.q_sample)(diff, f32(x0), jnp.asarray(t), f32(noise))
+    want = ref.sqrt_abar[t_full][..., None] * x0 + ref.sqrt_1m_abar[t_full][..., None] * noise
+    np.testing.assert_allclose(xt, want, rtol=1e-5, atol=1e-6)
+    step = jax.jit(gd.posterior_step, static_argnames="variance")
+    for zz in (None, z):
+        z32 = None if zz is None else f32(zz)
+        got = step(diff, f32(pred), f32(want), jnp.asarray(t), z32, variance=variance)
+        np.testing.assert_allclose(
+            got, ref_posterior_step(ref, pred, want, t_full, zz, variance), rtol=1e-5, atol=1e-5
+        )
+    # p_mean_variance (and the posterior under it) take the same shapes.
+    mv = gd.p_mean_variance(diff, f32(pred), f32(want), jnp.asarray(t))
+    np.testing.assert_allclose(
+        mv.mean, ref_posterior_step(ref, pred, want, t_full, None, variance), rtol=1e-5, atol=1e-5
+    )
+    want_log_var = np.broadcast_to(ref.post_log_var[t_full][..., None], x0.shape)
+    np.testing.assert_allclose(mv.log_variance, want_log_var, rtol=1e-6)
+
+
+def test_posterior_step_at_zero_is_x0_hat_and_checks_variance():
+    diff = gd.make_diffusion(BETAS["strong"])
+    x, x0_hat, z = (jnp.full((2, 3), v, jnp.float32) for v in (5.0, -1.0, 7.0))
+    for variance in gd.VARIANCES:
+        got = gd.posterior_step(diff, x0_hat, x, jnp.int32(0), z, variance=variance)
+        np.testing.assert_array_equal(got, x0_hat)
+    with pytest.raises(ConfigError, match="variance"):
+        gd.posterior_step(diff, x0_hat, x, jnp.int32(1), z, variance="small")
+    # T = 1: the large variance's index 0 is beta_0 (no index 1 to take)
+    one = gd.make_diffusion(np.array([0.3]))
+    np.testing.assert_allclose(one.large_log_variance, np.log([0.3]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("which", ["strong", "cosine"])
@@ -542,6 +612,80 @@ def test_p_sample_vmap():
     one = jax.jit(fn)
     for i in range(3):
         np.testing.assert_allclose(got[i], one(xs[i], keys[i]), rtol=1e-5, atol=1e-6)
+
+
+def test_reverse_keys_normal_and_step_key_are_row_wise():
+    """With [B] keys every helper acts on each row's key alone (what makes a user's draws
+    independent of the batch); with one key they are the plain jax.random calls."""
+    keys = jax.random.split(jax.random.key(4), 3)
+    start, steps = gd.reverse_keys(keys)
+    for b in range(3):
+        s_b, t_b = jax.random.split(keys[b])
+        np.testing.assert_array_equal(jax.random.key_data(start[b]), jax.random.key_data(s_b))
+        np.testing.assert_array_equal(jax.random.key_data(steps[b]), jax.random.key_data(t_b))
+        np.testing.assert_array_equal(
+            jax.random.key_data(gd.step_key(steps, 5)[b]),
+            jax.random.key_data(jax.random.fold_in(t_b, 5)),
+        )
+        np.testing.assert_array_equal(
+            gd.normal(start, (3, 2, 4))[b], jax.random.normal(s_b, (2, 4))
+        )
+    one = jax.random.key(9)
+    np.testing.assert_array_equal(gd.normal(one, (2, 3)), jax.random.normal(one, (2, 3)))
+    a, b = gd.reverse_keys(one)
+    np.testing.assert_array_equal(
+        jax.random.key_data(jnp.stack([a, b])), jax.random.key_data(jax.random.split(one))
+    )
+
+
+@pytest.mark.parametrize("variance", ["posterior", "large"])
+@pytest.mark.parametrize("timesteps", [[7, 6, 5, 4, 3, 2, 1, 0], [3, 1, 0]])
+def test_reverse_scan_matches_numpy_loop(variance, timesteps):
+    """reverse_scan + posterior_step (what DiffuRec, DreamRec and ADRec run) against a numpy
+    float64 ancestral loop fed the documented draws: start from the first half of each row's
+    key, step t from fold_in(second half, t)."""
+    betas = BETAS["strong"]  # T = 8
+    ref = RefDiffusion(betas, "x0")
+    diff = gd.make_diffusion(betas)
+    model = Denoiser(6)
+    keys = jax.random.split(jax.random.key(2), 5)
+
+    @jax.jit
+    def run(keys):
+        start_keys, step_keys = gd.reverse_keys(keys)
+
+        def step(x, t, k):
+            x0_hat = model.jax(x, jnp.full(x.shape[:1], t))
+            return gd.posterior_step(diff, x0_hat, x, t, gd.normal(k, x.shape), variance=variance)
+
+        x_start = gd.normal(start_keys, (5, 6))
+        return gd.reverse_scan(step, x_start, np.asarray(timesteps), step_keys)
+
+    got = run(keys)
+    x = np.stack([np.asarray(jax.random.normal(jax.random.split(k)[0], (6,))) for k in keys])
+    x = x.astype(np.float64)
+    log_var = ref.post_log_var if variance == "posterior" else ref.large_log_var
+    for t in timesteps:
+        z = np.stack(
+            [
+                np.asarray(jax.random.normal(jax.random.fold_in(jax.random.split(k)[1], t), (6,)))
+                for k in keys
+            ]
+        )
+        x0_hat = model.numpy(x, np.full(5, t))
+        x = ref.coef1[t] * x0_hat + ref.coef2[t] * x + (t > 0) * np.exp(0.5 * log_var[t]) * z
+    np.testing.assert_allclose(got, x, rtol=1e-4, atol=1e-5)
+    # one scan; without keys the step gets None and the result is the mean path
+    jaxpr = str(jax.make_jaxpr(run)(keys))
+    assert jaxpr.count("scan[") == 1
+    seen = []
+
+    def mean_step(x, t, k):
+        seen.append(k)
+        return gd.posterior_step(diff, model.jax(x, jnp.full(x.shape[:1], t)), x, t)
+
+    gd.reverse_scan(mean_step, jnp.zeros((5, 6)), np.asarray(timesteps))
+    assert seen == [None]
 
 
 def test_errors():

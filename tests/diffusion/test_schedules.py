@@ -1,4 +1,5 @@
-"""Beta schedules against loop transcriptions of the original DiffRec / DiffuRec code."""
+"""Beta schedules against loop transcriptions of the original DiffRec / DiffuRec / DreamRec
+code."""
 
 from __future__ import annotations
 
@@ -64,6 +65,20 @@ def ref_diffurec(name, steps):
     raise AssertionError(name)
 
 
+def ref_dreamrec(name, steps):
+    """DreamRec's exp_beta_schedule and cosine_beta_schedule (torch code, here in numpy)."""
+    if name == "exp":
+        beta_min, beta_max = 0.1, 10
+        x = np.linspace(1, 2 * steps + 1, steps)
+        return 1 - np.exp(-beta_min / steps - x * 0.5 * (beta_max - beta_min) / (steps * steps))
+    if name == "cosine":
+        x = np.linspace(0, steps, steps + 1)
+        abar = np.cos(((x / steps) + 0.008) / (1 + 0.008) * np.pi * 0.5) ** 2
+        abar = abar / abar[0]
+        return np.clip(1 - (abar[1:] / abar[:-1]), 0.0001, 0.9999)
+    raise AssertionError(name)
+
+
 RELEASED = [  # (steps, scale, min, max) of the released DiffRec configs, plus random ones
     (40, 0.005, 0.005, 0.01),
     (5, 0.01, 0.001, 0.01),
@@ -108,6 +123,19 @@ def test_sequential_schedules_match_diffurec(name, steps):
     got = getattr(schedules, name)(steps)
     np.testing.assert_allclose(got, ref_diffurec(name, steps), rtol=1e-13)
     np.testing.assert_array_equal(schedules.get_schedule(name, steps), got)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5, 100, 500, 2000])
+def test_dreamrec_schedules_match_original(steps):
+    np.testing.assert_allclose(schedules.exp(steps), ref_dreamrec("exp", steps), rtol=1e-13)
+    got = schedules.cosine(steps, max_beta=0.9999, min_beta=1e-4)
+    np.testing.assert_allclose(got, ref_dreamrec("cosine", steps), rtol=1e-11)  # ~1 ulp of 1
+    if steps == 2000:
+        assert got.min() == 1e-4  # the lower clip is active for long schedules
+    # DreamRec's linear and sqrt are the shared ones
+    np.testing.assert_array_equal(
+        schedules.linear(steps, 1.0, 1e-4, 0.02), np.linspace(1e-4, 0.02, steps)
+    )
 
 
 def test_trunc_lin_adrec_endpoints():

@@ -11,15 +11,15 @@ import optax
 import pytest
 from np_transformer import np64, np_encoder, np_gelu_tanh, np_layer_norm, np_linear
 
-from diffrec_jax import models
+from diffrec_jax import models, seeds
 from diffrec_jax.data.datasets import load_dataset
+from diffrec_jax.diffusion import gaussian as gd
 from diffrec_jax.diffusion.gaussian import diffusion_arrays
 from diffrec_jax.diffusion.schedules import get_schedule
 from diffrec_jax.errors import ConfigError
+from diffrec_jax.evaluation import SequenceEvaluator
 from diffrec_jax.models import adrec as A
-from diffrec_jax.models.base import StepInfo
-from diffrec_jax.models.seqbase import SeqBatch, SeqFitData
-from diffrec_jax.sequence_evaluation import SequenceEvaluator
+from diffrec_jax.protocol import SeqBatch, SeqFitData, StepInfo
 
 N_ITEMS, B, L = 13, 4, 6
 # No dropout: the numpy reference is deterministic given (t, noise). Two denoiser blocks so the
@@ -116,22 +116,23 @@ def np_losses(p, batch, t, noise, cfg):
     return ce, float(np.mean(per_seq))
 
 
-def np_sample(p, batch, cfg, noise):
-    """T ancestral steps at the last position, the prefix fed its clean targets at t = 0."""
+def np_sample(p, batch, cfg, start, z):
+    """T ancestral steps at the last position, the prefix fed its clean targets at t = 0;
+    `start` [B, d] is x_T and z[i] [B, d] the noise of step i."""
     hist = np.asarray(batch.history)
     valid = hist != N_ITEMS
     a = diffusion_arrays(get_schedule(cfg.schedule, cfg.steps))
     log_var = np.log(np.r_[a["posterior_variance"][1], a["betas"][1:]])
     rep = np_encode(p, hist, cfg)
     prefix = p["item_emb"][hist[:, 1:]]
-    x = noise[:, 0]
-    for j, i in enumerate(range(cfg.steps - 1, -1, -1)):
+    x = start
+    for i in range(cfg.steps - 1, -1, -1):
         x_all = np.concatenate([prefix, x[:, None]], axis=1)
         t_all = np.zeros(hist.shape, np.int64)
         t_all[:, -1] = i
         x0 = np_denoise(p, rep, x_all, t_all, valid, cfg)[:, -1]
         mean = a["posterior_mean_coef1"][i] * x0 + a["posterior_mean_coef2"][i] * x
-        x = mean + (i > 0) * np.exp(0.5 * log_var[i]) * noise[:, 1 + j]
+        x = mean + (i > 0) * np.exp(0.5 * log_var[i]) * z[i]
     return x @ p["item_emb"][:N_ITEMS].T
 
 
@@ -139,15 +140,16 @@ def np_sample(p, batch, cfg, noise):
 
 
 def test_trunc_lin_schedule_and_reverse_variance():
-    sched = A.make_schedule(A.ADRecConfig())
-    betas = np.asarray(sched.betas, np.float64)
-    assert betas.shape == (32,)
+    diff = A.make_diffusion(A.ADRecConfig())
+    betas = np.asarray(diff.betas, np.float64)
+    assert betas.shape == (32,) and diff.mean_type == "x0"
     np.testing.assert_allclose(betas[[0, -1]], [0.013125, 0.635], rtol=1e-6)
     a = diffusion_arrays(get_schedule("trunc_lin", 32))
+    # the original's reverse variance: gaussian's "large" one
     want = np.log(np.r_[a["posterior_variance"][1], a["betas"][1:]])
-    np.testing.assert_allclose(sched.model_log_var, want, rtol=1e-6)
-    np.testing.assert_allclose(sched.coef1[0], 1.0, rtol=1e-6)  # t = 0 returns x0_hat
-    np.testing.assert_allclose(sched.coef2[0], 0.0, atol=1e-7)
+    np.testing.assert_allclose(diff.large_log_variance, want, rtol=1e-6)
+    np.testing.assert_allclose(diff.posterior_mean_coef1[0], 1.0, rtol=1e-6)  # t = 0: x0_hat
+    np.testing.assert_allclose(diff.posterior_mean_coef2[0], 0.0, atol=1e-7)
 
 
 def test_token_level_timesteps_and_padding():
@@ -166,15 +168,14 @@ def test_token_level_timesteps_and_padding():
     assert counts.min() > 0.8 * counts.mean() and counts.max() < 1.2 * counts.mean()
     row_means = tt[:, 10:].mean(1)
     assert row_means.std() > 1.0  # tokens of a row are not one shared t (that gives ~9)
-    # q_sample: x0 at padding, the Gaussian marginal at real tokens
-    sched = A.make_schedule(TINY)
+    # the shared q_sample with per-token timesteps: each token's own Gaussian marginal
+    diff = A.make_diffusion(TINY)
     x0 = jnp.asarray(np.random.default_rng(0).standard_normal((B, L, 8)), jnp.float32)
-    t5 = jnp.where(valid, 4, 0)
-    x_t = np.asarray(A.q_sample(sched, x0, t5, noise, valid))
-    np.testing.assert_array_equal(x_t[~valid_np], np.asarray(x0)[~valid_np])
-    ab = diffusion_arrays(get_schedule("trunc_lin", 5))["alphas_cumprod"][4]
-    want = math.sqrt(ab) * np.asarray(x0) + math.sqrt(1 - ab) * np.asarray(noise)
-    np.testing.assert_allclose(x_t[valid_np], want[valid_np], rtol=1e-5, atol=1e-6)
+    t_tok = jnp.where(valid, jnp.arange(L)[None, :] % TINY.steps, 0)
+    x_t = np.asarray(gd.q_sample(diff, x0, t_tok, noise))
+    ab = diffusion_arrays(get_schedule("trunc_lin", 5))["alphas_cumprod"][np.asarray(t_tok)]
+    want = np.sqrt(ab)[..., None] * np.asarray(x0) + np.sqrt(1 - ab)[..., None] * np.asarray(noise)
+    np.testing.assert_allclose(x_t, want, rtol=1e-5, atol=1e-6)
 
 
 # --- losses -------------------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def test_loss_terms_against_numpy(weights):
     batch = _batch(1, weights)
     key = jax.random.key(5)
     terms = _jit(A.loss_terms, static_argnames="cfg")
-    ce, mse, aux = terms(p, batch, key, cfg=TINY, sched=A.make_schedule(TINY))
+    ce, mse, aux = terms(p, batch, key, cfg=TINY, diff=A.make_diffusion(TINY))
     # loss_terms draws (t, noise) from the first half of its key
     draw_key = jax.random.split(key)[0]
     t, noise = A.diffusion_draws(draw_key, batch.targets != N_ITEMS, TINY.d, TINY.steps)
@@ -230,7 +231,7 @@ def test_loop_gradient_is_mean_or_pcgrad_of_the_two_gradients():
     """The gradient the shared loop takes of Trainable.loss equals the mean (pcgrad off) or
     numpy PCGrad (on) of the separately computed gradients of ce and loss_scale * mse."""
     cfg = TINY._replace(denoiser_blocks=1)  # smaller programs: four compilations here
-    sched = A.make_schedule(cfg)
+    diff = A.make_diffusion(cfg)
     p = _params(cfg, seed=2)
     batch = _batch(2, [1.0, 1.0, 1.0, 0.0])
     key = jax.random.key(7)
@@ -238,8 +239,8 @@ def test_loop_gradient_is_mean_or_pcgrad_of_the_two_gradients():
 
     @_jit
     def separate(params):
-        g_ce = jax.grad(lambda q: A.loss_terms(q, batch, key, cfg, sched)[0])(params)
-        g_mse = jax.grad(lambda q: A.loss_terms(q, batch, key, cfg, sched)[1])(params)
+        g_ce = jax.grad(lambda q: A.loss_terms(q, batch, key, cfg, diff)[0])(params)
+        g_mse = jax.grad(lambda q: A.loss_terms(q, batch, key, cfg, diff)[1])(params)
         return g_ce, g_mse
 
     g_ce, g_mse = (_flat(g) for g in separate(p))
@@ -272,6 +273,15 @@ def test_loop_gradient_is_mean_or_pcgrad_of_the_two_gradients():
 # --- samplers -----------------------------------------------------------------------------------
 
 
+@_jit
+def sampler_noise(users):
+    """The sampler's draws (seed TINY.sampling_seed): x_T [B, d] and the noise of step t,
+    [T, B, d], from each user's key (gaussian.reverse_keys: start, then fold_in(steps, t))."""
+    start, steps = gd.reverse_keys(seeds.sampling_keys(TINY.sampling_seed, users))
+    z = jnp.stack([gd.normal(gd.step_key(steps, t), (B, TINY.d)) for t in range(TINY.steps)])
+    return gd.normal(start, (B, TINY.d)), z
+
+
 def test_samplers_agree_with_numpy_and_are_deterministic():
     p = _params(seed=3)
     batch = SeqBatch(_batch(3).users, _batch(3).history)
@@ -280,8 +290,9 @@ def test_samplers_agree_with_numpy_and_are_deterministic():
     full, cached = full_fn(p, batch), cached_fn(p, batch)
     assert full.shape == cached.shape == (B, N_ITEMS)
     np.testing.assert_allclose(cached, full, rtol=1e-5, atol=1e-5)
-    noise = np64(A._sampler_noise(batch.users, TINY.steps, TINY.d))
-    np.testing.assert_allclose(full, np_sample(np64(p), batch, TINY, noise), rtol=1e-4, atol=1e-4)
+    start, z = (np64(a) for a in sampler_noise(batch.users))
+    want = np_sample(np64(p), batch, TINY, start, z)
+    np.testing.assert_allclose(full, want, rtol=1e-4, atol=1e-4)
     # deterministic, and independent of the batch composition (noise keyed by user)
     np.testing.assert_array_equal(cached_fn(p, batch), cached)
     perm = jnp.asarray([2, 0, 3, 1])
@@ -290,6 +301,9 @@ def test_samplers_agree_with_numpy_and_are_deterministic():
     other = cached_fn(p, SeqBatch(batch.users + 100, batch.history))
     assert not np.allclose(other, cached)
     assert A.make_score(TINY) is A.make_score(TINY)  # one function object: compiled once
+    # the sampling seed chooses the noise
+    reseeded = _jit(A.make_score(TINY._replace(sampling_seed=1)))(p, batch)
+    assert not np.allclose(reseeded, cached)
 
 
 # --- stages -------------------------------------------------------------------------------------
@@ -312,8 +326,12 @@ def test_frozen_optimizer_never_moves_the_item_table():
 def test_registry_and_hparam_errors():
     spec = models.get("adrec")
     model = spec.build()
-    assert model.input == "sequences" and model.hparams["max_len"] == 50
+    assert spec.kind == "staged" and spec.input == "sequences" and model.hparams["max_len"] == 50
     assert model.hparams["steps"] == 32 and model.hparams["lam"] == 0.001
+    assert model.hparams["sampling_seed"] == 0
+    # the score function is the cached sampler of the configuration (compiled once)
+    assert model.score is A.make_score(A.config_from_hparams(model.hparams))
+    assert spec.build(sampling_seed=3).score is not model.score
     with pytest.raises(ConfigError, match="no hyperparameter"):
         spec.build(bogus=1)
     with pytest.raises(ConfigError, match="sampler"):
@@ -322,6 +340,12 @@ def test_registry_and_hparam_errors():
         spec.build(d=10, n_heads=4)
     with pytest.raises(ConfigError, match="freeze_epochs"):
         spec.build(freeze_epochs=-1)
+    with pytest.raises(ConfigError, match="sampling_seed"):
+        spec.build(sampling_seed=-1)
+    with pytest.raises(ConfigError, match="select_metric"):
+        spec.build(select_metric="AUC")
+    with pytest.raises(ConfigError, match="no hyperparameter"):
+        A.fit_stages({"bogus": 1}, None, jax.random.key(0))
 
 
 def test_learns_on_synthetic_sequences():
@@ -371,7 +395,37 @@ def test_learns_on_synthetic_sequences():
         return jnp.broadcast_to(c, (batch.history.shape[0], c.shape[0]))
 
     pop = evaluator.evaluate(popularity, counts, parts=("valid",))["valid"].summary
-    model = A.adrec_recommender(**hp)
+    model = models.get("adrec").build(**hp)
     got = evaluator.evaluate(model.score, result.params, parts=("valid",))["valid"].summary
     # measured: 0.287 vs 0.171
     assert got["HitRate@10"] > pop["HitRate@10"] + 0.05, (got["HitRate@10"], pop["HitRate@10"])
+
+
+def test_registry_fit_applies_overrides_to_every_stage():
+    """The registry's staged fit (adrec.fit_with_record): every stage's TrainConfig takes the
+    overrides (here the study's selection metric and cutoffs), and the record says so."""
+    split = load_dataset("synthetic-sequences").extras["sequences"]
+    spec = models.get("adrec")
+    hp = spec.hparams(
+        d=8,
+        n_heads=2,
+        encoder_blocks=1,
+        denoiser_blocks=1,
+        steps=4,
+        max_len=10,
+        batch_size=256,
+        pretrain_epochs=1,
+        freeze_epochs=0,
+        max_epochs=1,
+        eval_every=1,
+    )
+    overrides = {"select_metric": "HitRate@10", "ks": (10,)}
+    params, record = spec.fit_with_record(
+        hp, SeqFitData.from_split(split), jax.random.key(0), overrides
+    )
+    for stage in ("pretrain", "full"):
+        metrics = record["stages"][stage]["best_valid"]
+        assert "HitRate@10" in metrics and all(k.endswith("@10") for k in metrics), metrics
+    assert record["stages"]["frozen"] is None and record["epochs"] == 2
+    scores = spec.build(**hp).score(params, SeqBatch(jnp.arange(2), jnp.full((2, 10), 0)))
+    assert scores.shape == (2, split.n_items) and np.isfinite(np.asarray(scores)).all()

@@ -11,15 +11,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffrec_jax import models
+from diffrec_jax import models, seeds
 from diffrec_jax.data import load_dataset
+from diffrec_jax.diffusion import gaussian as gd
 from diffrec_jax.diffusion import schedules
 from diffrec_jax.errors import ConfigError
+from diffrec_jax.evaluation import SequenceEvaluator
 from diffrec_jax.models import diffurec as du
-from diffrec_jax.models.base import StepInfo
-from diffrec_jax.models.seqbase import SeqBatch, SeqFitData
-from diffrec_jax.sequence_evaluation import SequenceEvaluator
-from diffrec_jax.train import train
+from diffrec_jax.protocol import SeqBatch, SeqFitData, StepInfo
+from diffrec_jax.train import run_plan
 
 INFO = StepInfo(jnp.int32(0), jnp.int32(0))
 N_ITEMS, D, HEADS, BLOCKS, L, T = 7, 8, 2, 2, 5, 6
@@ -143,7 +143,7 @@ def run_approximator(params, hist, x_t, t, lam, pad_attention):
 # One sampler shared by the sampler tests: its score function is compiled once.
 L0 = 0.2
 SAMPLER = du.diffurec(
-    d=D, n_blocks=BLOCKS, n_heads=HEADS, steps=T, lambda_uncertainty=L0, score_seed=7
+    d=D, n_blocks=BLOCKS, n_heads=HEADS, steps=T, lambda_uncertainty=L0, sampling_seed=7
 )
 SCORE = jax.jit(SAMPLER.score)
 
@@ -151,9 +151,9 @@ SCORE = jax.jit(SAMPLER.score)
 @jax.jit
 def sampler_noise(users):
     """Start noise [B, d] and the step draws ([T, B, d], [T, B, L, d]) of the sampler."""
-    start_keys, step_keys = du.sampling_keys(du.row_keys(7, users))
-    steps = jax.vmap(lambda t: du.step_noise(step_keys, t, L, D))(jnp.arange(T))
-    return du.start_noise(start_keys, D), steps
+    start_keys, step_keys = gd.reverse_keys(seeds.sampling_keys(7, users))
+    steps = jax.vmap(lambda t: du.step_noise(gd.step_key(step_keys, t), L, D))(jnp.arange(T))
+    return gd.normal(start_keys, (users.shape[0], D)), steps
 
 
 def histories(n_items=N_ITEMS):
@@ -173,7 +173,8 @@ def test_trunc_lin_and_reverse_log_variance():
     betas = schedules.trunc_lin(32)
     np.testing.assert_allclose(betas[[0, -1]], [0.013125, 0.635], rtol=1e-12)
     ref = np_diffusion(T)
-    np.testing.assert_allclose(du.reverse_log_variance(schedules.trunc_lin(T)), ref["log_var"])
+    diff = gd.make_diffusion(schedules.trunc_lin(T))  # the released code's variance: "large"
+    np.testing.assert_allclose(diff.large_log_variance, ref["log_var"], rtol=1e-6)
 
 
 @pytest.mark.parametrize("pad_attention", ["original", "masked"])
@@ -286,13 +287,19 @@ def test_score_is_one_scan_deterministic_and_batch_independent():
     mixed = score(params, SeqBatch(jnp.asarray([9, 7, 1, 8]), hist[jnp.asarray([1, 0, 1, 3])]))
     np.testing.assert_allclose(mixed[2], full[1], rtol=1e-5, atol=1e-6)
     assert not np.allclose(mixed[0], full[1])
+    # the sampling seed chooses the noise
+    reseeded = du.diffurec(
+        d=D, n_blocks=BLOCKS, n_heads=HEADS, steps=T, lambda_uncertainty=L0, sampling_seed=8
+    )
+    assert not np.allclose(jax.jit(reseeded.score)(params, SeqBatch(users, hist)), full)
 
 
 def test_registry_and_validation():
     spec = models.get("diffurec")
     rec = spec.build(max_epochs=1)
-    assert rec.input == "sequences" and rec.hparams["max_len"] == 50
-    assert rec.train_config.batch_size == 512 and rec.hparams["steps"] == 32
+    assert spec.input == "sequences" and spec.examples == "prefix"
+    assert rec.hparams["max_len"] == 50 and rec.hparams["sampling_seed"] == 0
+    assert rec.hparams["batch_size"] == 512 and rec.hparams["steps"] == 32
     for bad in (
         {"pad_attention": "x"},
         {"lambda_at_inference": "median"},
@@ -301,6 +308,8 @@ def test_registry_and_validation():
         {"dropout": 1.0},
         {"schedule": "linear"},
         {"lr_decay_steps": -1},
+        {"sampling_seed": -1},
+        {"sampling_seed": 2**32},
     ):
         with pytest.raises(ConfigError):
             spec.build(**bad)
@@ -322,7 +331,8 @@ def test_lr_decay_is_a_staircase():
 
 def test_learns_more_than_popularity_on_synthetic_sequences():
     seq = load_dataset("synthetic-sequences").extras["sequences"]
-    rec = models.get("diffurec").build(
+    spec = models.get("diffurec")
+    hparams = spec.hparams(
         d=32,
         n_blocks=1,
         n_heads=2,
@@ -338,9 +348,9 @@ def test_learns_more_than_popularity_on_synthetic_sequences():
         emb_dropout=0.0,
     )
     data = SeqFitData.from_split(seq)
-    result = train(
-        rec.trainable, data, rec.train_config, key=jax.random.key(0), **rec.train_inputs(data)
-    )
+    plan = spec.train_plan(hparams, data)  # prefix examples, sequence evaluator
+    assert plan.config.batch_size == 512 and plan.config.ks == (5, 10, 20)
+    result = run_plan(plan, data, jax.random.key(0))
     hr = result.best_metrics["HitRate@10"]
     evaluator = SequenceEvaluator.from_fit_data(data, 10, ks=(10,))
     counts = jnp.asarray(np.bincount(seq.train.items, minlength=seq.n_items), jnp.float32)
