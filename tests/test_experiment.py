@@ -44,7 +44,7 @@ def test_parse_hparams_types_and_targets():
         ("lam=", "expected name=value"),
         ("alpha=1", "no model"),
         ("ease.lam=abc", "cannot read 'abc' as float"),
-        ("knn.topk=5", "not in --model"),
+        ("knn.topk=5", "is not one of the models"),
     ],
 )
 def test_parse_hparams_rejects_bad_flags(flag, match):

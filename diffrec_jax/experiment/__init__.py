@@ -19,6 +19,7 @@ from diffrec_jax.experiment.fitting import (
     without_history,
 )
 from diffrec_jax.experiment.hparams import (
+    flag_targets,
     format_hparams,
     grid,
     parse_hparams,
@@ -38,6 +39,7 @@ __all__ = [
     "ModelInputs",
     "RunConfig",
     "fit",
+    "flag_targets",
     "format_hparams",
     "format_table",
     "grid",

@@ -99,11 +99,12 @@ def model_inputs(
         max_len = int(hparams["max_len"])
         options = {"ks": ks, "convention": convention, "exclude_history": exclude_history}
         if isinstance(split, SequenceSplit):
-            data = SeqFitData.from_split(split)._replace(side=side)
-            return ModelInputs(data, SequenceEvaluator.from_split(split, max_len, **options))
+            seq_data = SeqFitData.from_split(split)._replace(side=side)
+            return ModelInputs(seq_data, SequenceEvaluator.from_split(split, max_len, **options))
         if isinstance(split, SeqFitData):
-            data = split._replace(side=side)
-            return ModelInputs(data, SequenceEvaluator.from_fit_data(data, max_len, **options))
+            seq_data = split._replace(side=side)
+            evaluator = SequenceEvaluator.from_fit_data(seq_data, max_len, **options)
+            return ModelInputs(seq_data, evaluator)
         raise ConfigError(
             f"model {spec.name!r} is sequential; the data has no sequences (expected a "
             "'sequences:<file>' or 'synthetic-sequences' dataset)"

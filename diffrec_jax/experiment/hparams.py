@@ -70,26 +70,35 @@ def parse_hparams(flags: Sequence[str], models: Sequence[str]) -> dict[str, dict
                 f"--hp={flag!r}: expected name=value[,value...] or model.name=value[,value...]"
             )
         target, name, text = m.groups()
-        if target is not None and target not in models:
-            raise ConfigError(f"--hp={flag!r}: model {target!r} is not in --model={list(models)}")
-        targets = (
-            [target] if target else [mod for mod in models if name in model_zoo.get(mod).defaults]
-        )
-        if not targets:
-            raise ConfigError(
-                f"--hp={flag!r}: no model in {list(models)} has a hyperparameter {name!r}"
-            )
-        for mod in targets:
+        for mod in flag_targets(f"--hp={flag!r}", target, name, models):
             defaults = model_zoo.get(mod).defaults
-            if name not in defaults:
-                raise ConfigError(
-                    f"--hp={flag!r}: model {mod!r} has no hyperparameter {name!r}; "
-                    f"expected one of {sorted(defaults)}"
-                )
             out[mod][name] = [
                 parse_value(v, defaults[name], f"--hp={flag!r}") for v in split_top_level(text)
             ]
     return out
+
+
+def flag_targets(where: str, target: str | None, name: str, models: Sequence[str]) -> list[str]:
+    """The models a ``[model.]name=...`` flag applies to: `target`, or every one of `models`
+    that has a hyperparameter `name`.
+
+    Raises:
+      ConfigError: naming `where` (the flag): `target` not among `models`, no model with
+        `name`, or `target` without it.
+    """
+    if target is not None and target not in models:
+        raise ConfigError(f"{where}: model {target!r} is not one of the models {list(models)}")
+    targets = [target] if target else [t for t in models if name in model_zoo.get(t).defaults]
+    if not targets:
+        raise ConfigError(f"{where}: no model in {list(models)} has a hyperparameter {name!r}")
+    for t in targets:
+        defaults = model_zoo.get(t).defaults
+        if name not in defaults:
+            raise ConfigError(
+                f"{where}: model {t!r} has no hyperparameter {name!r}; "
+                f"expected one of {sorted(defaults)}"
+            )
+    return targets
 
 
 def grid(values: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:

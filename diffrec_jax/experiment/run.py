@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,10 @@ import numpy as np
 from diffrec_jax import models as model_zoo
 from diffrec_jax import seeds
 from diffrec_jax.data.datasets import load_dataset
+from diffrec_jax.data.sequences import SequenceSplit
+from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError
+from diffrec_jax.evaluation import Evaluator, SequenceEvaluator
 from diffrec_jax.experiment import configs
 from diffrec_jax.experiment.fitting import fit, model_inputs, selection
 from diffrec_jax.experiment.hparams import format_hparams, grid
@@ -118,7 +121,7 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
     dataset = load_dataset(config.dataset, seed=config.data_seed, **dict(config.dataset_options))
     split = dataset.split
     load_time = time.perf_counter() - t0
-    sequences = dataset.extras.get("sequences")
+    sequences: SequenceSplit | None = dataset.extras.get("sequences")
     sequential = [n for n in config.models if model_zoo.get(n).input == "sequences"]
     if sequential and sequences is None:
         raise ConfigError(
@@ -132,13 +135,18 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
         key = seeds.key(seed, "fit")  # every model and grid point of this seed: one key
         for name in config.models:
             spec = model_zoo.get(name)
-            trials, best = [], None
+            data: Split | SequenceSplit = split
+            if spec.input == "sequences":
+                assert sequences is not None  # checked above for every sequential model
+                data = sequences
+            trials: list[dict[str, Any]] = []
+            best: tuple[dict[str, Any], Callable, Any, Evaluator | SequenceEvaluator] | None = None
             for values in grid(hp[name]):
                 hparams = spec.hparams(**values)
                 inputs = model_inputs(
                     spec,
                     hparams,
-                    sequences if spec.input == "sequences" else split,
+                    data,
                     side=dataset.extras,
                     ks=config.ks,
                     convention=config.convention,
@@ -164,7 +172,7 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
                         f"valid {config.select_metric} is {value} (no user has a validation "
                         "item?); nothing can be selected on it"
                     )
-                trial = {
+                trial: dict[str, Any] = {
                     "hparams": dict(hparams),
                     "valid": valid.summary,
                     "fit_seconds": fitted.seconds,
@@ -178,6 +186,8 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
                 )
                 if best is None or value > best[0]["valid"][config.select_metric]:
                     best = (trial, score, fitted.params, inputs.evaluator)
+            if best is None:
+                raise ConfigError(f"model {name!r}: its hyperparameter grid {hp[name]} is empty")
             trial, score, params, evaluator = best
             t_eval = time.perf_counter()
             final = evaluator.evaluate(score, params, parts=("valid", "test"))

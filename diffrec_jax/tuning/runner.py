@@ -20,7 +20,7 @@ from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.data.sequences import SequenceSplit
 from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.experiment import parse_value, split_top_level
+from diffrec_jax.experiment import flag_targets, parse_value, split_top_level
 from diffrec_jax.protocol import FitData, SeqFitData
 from diffrec_jax.results import ensure_writable_dir, environment, text_table, write_json_atomic
 from diffrec_jax.seeds import check_seed
@@ -232,7 +232,8 @@ def tune_split(
     search_data = FitData(split.train, split.valid)  # everything the search may see
     entries = []
     for study_config in studies:
-        final_split, data = split, search_data
+        final_split: Split | SequenceSplit = split
+        data: FitData | SeqFitData = search_data
         if model_zoo.get(study_config.model).input == "sequences":
             if refit != "train":
                 raise ConfigError(
@@ -309,24 +310,6 @@ def _cell(value: float | None) -> str:
 _FLAG = re.compile(r"\s*(?:([\w-]+)\.)?(\w+)\s*=\s*(.+)")
 
 
-def _targets(flag: str, name_flag: str, target: str | None, name: str, models) -> list[str]:
-    """The models a ``[model.]name=...`` flag applies to (all listed models having `name`)."""
-    where = f"--{name_flag}={flag!r}"
-    if target is not None and target not in models:
-        raise ConfigError(f"{where}: model {target!r} is not one of the models {list(models)}")
-    targets = [target] if target else [t for t in models if name in model_zoo.get(t).defaults]
-    if not targets:
-        raise ConfigError(f"{where}: no model in {list(models)} has a hyperparameter {name!r}")
-    for t in targets:
-        defaults = model_zoo.get(t).defaults
-        if name not in defaults:
-            raise ConfigError(
-                f"{where}: model {t!r} has no hyperparameter {name!r}; "
-                f"expected one of {sorted(defaults)}"
-            )
-    return targets
-
-
 def parse_space_flags(flags: Sequence[str], models: Sequence[str]) -> dict[str, dict[str, tuple]]:
     """Parses ``--space`` flags: ``[model.]name=kind:lo:hi`` or ``[model.]name=categorical:a,b``.
 
@@ -347,7 +330,7 @@ def parse_space_flags(flags: Sequence[str], models: Sequence[str]) -> dict[str, 
                 f"[model.]name=categorical:v1,v2 with kind one of {spaces.KINDS}"
             )
         target, name, _ = m.groups()
-        for t in _targets(flag, "space", target, name, models):
+        for t in flag_targets(f"--space={flag!r}", target, name, models):
             where = f"--space={flag!r}"
             if kind == "categorical":
                 default = model_zoo.get(t).defaults[name]
@@ -377,7 +360,7 @@ def parse_fixed_flags(flags: Sequence[str], models: Sequence[str]) -> dict[str, 
         if not m:
             raise ConfigError(f"--fixed={flag!r}: expected [model.]name=value")
         target, name, text = m.groups()
-        for t in _targets(flag, "fixed", target, name, models):
+        for t in flag_targets(f"--fixed={flag!r}", target, name, models):
             default = model_zoo.get(t).defaults[name]
             out.setdefault(t, {})[name] = parse_value(text.strip(), default, f"--fixed={flag!r}")
     return out
