@@ -32,8 +32,8 @@ import scipy.sparse as sp
 from diffrec_jax import models
 from diffrec_jax.data.loaders import load_diffrec_split
 from diffrec_jax.evaluation import Evaluator
-from diffrec_jax.models import FitData
 from diffrec_jax.models.ials import confidence_values, half_step, make_blocks
+from diffrec_jax.protocol import FitData
 
 BASELINES = (
     "toppop",

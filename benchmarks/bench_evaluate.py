@@ -23,7 +23,7 @@ import numpy as np
 from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.data.split import Split
 from diffrec_jax.evaluation import Evaluator
-from diffrec_jax.models.base import UserBatch
+from diffrec_jax.protocol import UserBatch
 
 KS = (10, 20)
 

@@ -45,8 +45,8 @@ from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.data.split import Split
 from diffrec_jax.evaluation import Evaluator
-from diffrec_jax.models.base import FitData, UserBatch
 from diffrec_jax.models.diffrec import diffrec
+from diffrec_jax.protocol import FitData, UserBatch
 from diffrec_jax.train import TrainConfig, train
 from diffrec_jax.train.loop import MAX_STEPS_IN_FLIGHT
 

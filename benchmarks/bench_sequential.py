@@ -5,7 +5,7 @@ For SASRec+, DiffuRec and ADRec (registry defaults, batch 512, history length 50
 1. one update step of the shared training loop (``make_train_step``, jitted, on a real batch
    of Beauty training examples): seconds per step after compilation, its FLOPs as counted by
    XLA on the compiled computation, hence its FLOP rate. SASRec+ and ADRec train on packed rows
-   by default (``pack_ratio``, :mod:`diffrec_jax.models.packing`): their FLOPs are counted on
+   by default (``pack_ratio``, :mod:`diffrec_jax.nn.packing`): their FLOPs are counted on
    the same step compiled unpacked (``pack_ratio=0``, the work of the reference code, which
    XLA's count of the packed/unpacked ``cond`` does not separate), so their rate is an
    *effective* rate and may exceed the matmul rate; the unpacked step is timed too (their
@@ -40,7 +40,7 @@ from bench_diffrec import best_time, matmul_rate, peak_mb
 from diffrec_jax import models
 from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.models import adrec
-from diffrec_jax.models.seqbase import SeqBatch, SeqFitData, training_examples
+from diffrec_jax.protocol import SeqBatch, SeqFitData, exported, training_examples
 from diffrec_jax.train import TrainState
 from diffrec_jax.train.loop import make_train_step, strong_types
 
@@ -62,25 +62,25 @@ def flops(compiled) -> float:
     return float((cost or {}).get("flops", 0.0))
 
 
-def trainable_of(model):
-    """The model's Trainable; for ADRec (three training runs) the joint stage-3 one."""
-    if model.trainable is not None:
-        return model.trainable
+def trainable_of(model, split):
+    """The model's Trainable and its training examples on `split`; for ADRec (three training
+    runs) the joint stage-3 Trainable."""
+    spec = models.get(model.name)
+    plan = spec.train_plan(model.hparams, SeqFitData(split.train, None))
+    if plan is not None:
+        return plan.trainable, plan.source
     if model.name == "adrec":
         values = model.hparams
-        cfg = adrec.ADRecConfig(**{k: values[k] for k in adrec.ARCH_DEFAULTS})
-        return adrec.adrec_trainable(cfg, lr=values["lr"], weight_decay=values["weight_decay"])
+        cfg = adrec.config_from_hparams(values)
+        trainable = adrec.adrec_trainable(cfg, lr=values["lr"], weight_decay=values["weight_decay"])
+        return trainable, training_examples(split.train, MAX_LEN, spec.examples)
     raise ValueError(f"{model.name}: no Trainable to benchmark")
 
 
 def bench_step(model, split, repeats: int, time_it: bool = True) -> tuple[float, float]:
     """(seconds, FLOPs) of one update step on a batch of training examples (seconds NaN when
     not `time_it`)."""
-    trainable = trainable_of(model)
-    if model.train_inputs is not None:
-        source = model.train_inputs(SeqFitData(split.train, None))["source"]
-    else:
-        source = training_examples(split.train, MAX_LEN, "sequence")
+    trainable, source = trainable_of(model, split)
     rng = np.random.default_rng(0)
     idx = rng.choice(source.n_examples, BATCH, replace=source.n_examples < BATCH)
     batch = jax.tree.map(jnp.asarray, source.batch(idx, np.ones(BATCH, np.float32)))
@@ -144,7 +144,9 @@ def main() -> None:
                 )
                 first = label == variants[0][0]  # the step does not depend on the sampler
                 unpacked_s, step_flops = bench_step(unpacked, split, args.repeats, first)
-            params, _ = trainable_of(model).init(jax.random.key(0), split.n_items)
+            trainable, _ = trainable_of(model, split)
+            params, _ = trainable.init(jax.random.key(0), split.n_items)
+            params = exported(trainable, params)  # what the model's score takes
             infer_s, infer_flops = bench_inference(model, split, params, args.repeats)
             ref = REFERENCE.get(name, {})
             line = (

@@ -82,10 +82,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from diffrec_jax import models
+from diffrec_jax import models, seeds
 from diffrec_jax.data import format_description, load_dataset
 from diffrec_jax.evaluation import Evaluator
-from diffrec_jax.train import train
+from diffrec_jax.protocol import FitData, exported
+from diffrec_jax.train import run_plan
 
 DATA_DIR = Path(os.environ.get("DIFFREC_JAX_DATA", REPO_DIR.parent / "shared" / "data"))
 ML1M = DATA_DIR / "diffrec-ml-1m_clean"
@@ -115,7 +116,7 @@ for part in ("train", "valid", "test"):
 
 # %%
 evaluator = Evaluator(split, ks=(10, 20))
-fit_data = models.FitData(split.train, split.valid)
+fit_data = FitData(split.train, split.valid)
 METRICS = ("Recall@10", "Recall@20", "NDCG@10", "NDCG@20")
 results = {}  # model -> {"valid": summary, "test": summary, "fit_seconds": float}
 
@@ -131,7 +132,7 @@ best = None
 for lam in (10.0, 100.0, 500.0, 1200.0, 3000.0):
     model = ease.build(lam=lam)
     t0 = time.perf_counter()
-    params = model.fit(fit_data, jax.random.key(0))
+    params = model.fit(fit_data, seeds.key(0, "fit"))
     seconds = time.perf_counter() - t0
     valid = evaluator.evaluate(model.score, params, parts=("valid",))["valid"].summary
     print(f"EASE lam={lam:>6g}: valid Recall@20 {valid['Recall@20']:.4f} (fit {seconds:.2f} s)")
@@ -148,7 +149,9 @@ print(f"chosen lam={model.hparams['lam']:g}")
 # The registry's defaults are the released ML-1M clean configuration (AdamW lr 1e-3, MLP
 # denoiser dims (200, 600), T = 40 steps, noise scale 0.005, batch 400, validation Recall@20
 # every 5 epochs, stop 20 epochs after the best); the small version trains a tiny denoiser for
-# 3 epochs. `train` returns the full training record, used for the plot below.
+# 3 epochs. The registry entry's training plan (the model's pure functions and the training
+# loop's configuration) runs through `run_plan`, which returns the full training record, used
+# for the plot below; the model scores the plan's exported parameters.
 
 # %%
 diffrec = models.get("diffrec")
@@ -159,9 +162,10 @@ if SMALL:
 else:
     hparams = {"batch_size": device_multiple(diffrec.defaults["batch_size"])}
 model = diffrec.build(**hparams)
+plan = diffrec.train_plan(model.hparams, fit_data)
 t0 = time.perf_counter()
-record = train(model.trainable, fit_data, model.train_config, key=jax.random.key(0))
-params = jax.block_until_ready(record.params)
+record = run_plan(plan, fit_data, seeds.key(0, "fit"))
+params = jax.block_until_ready(exported(plan.trainable, record.params))
 seconds = time.perf_counter() - t0
 print(
     f"DiffRec: {len(record.history)} epochs in {seconds:.1f} s, best epoch {record.best_epoch} "

@@ -1,4 +1,4 @@
-"""A plain numpy float64 transcription of diffrec_jax.models.transformer, for tests.
+"""A plain numpy float64 transcription of diffrec_jax.nn.transformer, for tests.
 
 Parameters are the same nested dicts (converted with :func:`np64`); shapes as the module's.
 """

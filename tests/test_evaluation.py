@@ -13,7 +13,7 @@ from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError, DiffrecError
 from diffrec_jax.evaluation import Evaluator, evaluate_split
 from diffrec_jax.metrics import CONVENTIONS, evaluate
-from diffrec_jax.models.base import UserBatch
+from diffrec_jax.protocol import UserBatch
 
 N_USERS, N_ITEMS = 37, 23
 

@@ -284,3 +284,11 @@ def test_tuning_hands_side_data_to_the_model(split):
     )
     assert entry["trials"][0]["state"] == "complete", entry["trials"][0]["error"]
     assert entry["refit"]["test"]["Recall@20"] > 0
+
+
+@pytest.mark.parametrize(
+    "name, bad", [("diffrec", {"batch_size": 0}), ("sasrec", {"select_metric": "Recall@50"})]
+)
+def test_training_hyperparameters_are_checked_when_the_model_is_built(name, bad):
+    with pytest.raises(ConfigError):
+        models.get(name).build(**bad)

@@ -10,8 +10,8 @@ import pytest
 
 from diffrec_jax.data.sequences import SequenceDataset
 from diffrec_jax.errors import ConfigError, DiffrecError
-from diffrec_jax.models.seqbase import SeqBatch, SeqFitData
-from diffrec_jax.sequence_evaluation import SequenceEvaluator
+from diffrec_jax.evaluation import SequenceEvaluator
+from diffrec_jax.protocol import SeqBatch, SeqFitData
 
 N_ITEMS = 5
 # user: full sequence -> train (= valid history), valid target, test target

@@ -130,7 +130,7 @@ def _cost_flops(compiled) -> float:
     return float(cost.get("flops", 0.0))  # XLA leaves the entry out when there is none
 
 
-def _eval_unrolled(jaxpr, consts, *args):
+def _eval_unrolled(jaxpr: jex.Jaxpr, consts: Sequence[Any], *args: Any) -> list[Any]:
     """Evaluates `jaxpr` with every scan fully unrolled and nested calls inlined."""
     env: dict[Any, Any] = {}
 

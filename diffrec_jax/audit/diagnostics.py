@@ -135,7 +135,7 @@ def variants(
     for f in step_fractions:
         if not 0 < f <= 1:
             raise ConfigError(f"diagnostic step fraction {f!r}; expected a value in (0, 1]")
-    candidates = [
+    candidates: list[tuple[str, str, dict[str, Any]]] = [
         ("configured", "as configured", {}),
         (
             "single_call",

@@ -61,7 +61,8 @@ from diffrec_jax.audit import report as reports
 from diffrec_jax.audit import stats, store
 from diffrec_jax.audit.config import AuditConfig
 from diffrec_jax.data.datasets import load_dataset
-from diffrec_jax.errors import ConfigError, DiffrecError
+from diffrec_jax.data.sequences import SequenceSplit
+from diffrec_jax.errors import ConfigError, DataError, DiffrecError
 from diffrec_jax.experiment import ModelInputs, fit, model_inputs, summarize, without_history
 from diffrec_jax.protocol import FitData, SeqFitData, exported
 from diffrec_jax.results import ensure_writable_dir, environment, to_jsonable
@@ -117,17 +118,25 @@ class _Context:
     def side(self, name: str) -> dict[str, Any]:
         return side_data(name, self.extras)
 
+    def sequences(self, name: str) -> SequenceSplit:
+        """The leave-one-out split of the dataset's sequences, for the sequential model `name`.
+
+        Raises:
+          ConfigError: the dataset has no sequences.
+        """
+        sequences = self.extras.get("sequences")
+        if sequences is None:
+            raise ConfigError(
+                f"model {name!r} is sequential; the dataset has no sequences (expected a "
+                "'sequences:<file>' or 'synthetic-sequences' dataset)"
+            )
+        return sequences
+
     def search_data(self, name: str) -> FitData | SeqFitData:
         """What model `name`'s study sees: train and valid rows, or train sequences and valid
         items for a sequential model."""
         if model_zoo.get(name).input == "sequences":
-            sequences = self.extras.get("sequences")
-            if sequences is None:
-                raise ConfigError(
-                    f"model {name!r} is sequential; the dataset has no sequences (expected a "
-                    "'sequences:<file>' or 'synthetic-sequences' dataset)"
-                )
-            return SeqFitData.from_split(sequences)
+            return SeqFitData.from_split(self.sequences(name))
         return self.fit_data
 
     def study_dataset(self, name: str) -> dict[str, Any]:
@@ -231,7 +240,7 @@ def chosen_hparams(sc: StudyConfig, best: Mapping[str, Any], **overrides: Any) -
 def chosen_inputs(ctx: _Context, sc: StudyConfig, hparams: Mapping[str, Any]) -> ModelInputs:
     """What the chosen configuration is fit on (train, valid, side data) and its evaluator."""
     spec = model_zoo.get(sc.model)
-    data = ctx.extras.get("sequences") if spec.input == "sequences" else ctx.split
+    data = ctx.sequences(sc.model) if spec.input == "sequences" else ctx.split
     return model_inputs(spec, hparams, data, side=ctx.extras, ks=sc.ks, convention=sc.convention)
 
 
@@ -257,6 +266,18 @@ def _probe(spec, hparams, inputs: ModelInputs, fitted, n_items: int) -> dict[str
     parts = ("valid", "test") if spec.input == "rows" else ("test",)  # sequences: one pass
     out["inference"] = costs.inference_seconds_per_1000(model_eval, model.score, fitted, parts)
     return out
+
+
+def _saved_unit(path: Path, key: Mapping[str, Any]) -> dict[str, Any]:
+    """The unit just saved at `path` with `key`, read back.
+
+    Raises:
+      DataError: it cannot be read back (the file system lost or changed it).
+    """
+    unit = store.load_unit(path, key)
+    if unit is None:
+        raise DataError(f"the audit unit just saved at {path} cannot be read back")
+    return unit
 
 
 def run_seed(
@@ -314,7 +335,7 @@ def run_seed(
         to_jsonable(record),
         {"per_user": per_user},
     )
-    return store.load_unit(path, _run_key(ctx, sc, best, seed, first))
+    return _saved_unit(path, _run_key(ctx, sc, best, seed, first))
 
 
 def _reruns(
@@ -455,7 +476,7 @@ def _diagnostics(
         entries = []
         for v in diag.variants(hparams, config.diag_step_fractions):
             sampling_seeds = range(config.diag_sampling_seeds) if v["stochastic"] else [None]
-            units = []
+            units: list[tuple[Path, dict[str, Any]]] = []
             for s in sampling_seeds:
                 overrides = dict(v["overrides"])
                 if s is not None:
@@ -492,7 +513,7 @@ def _diagnostics(
                         except Exception as e:
                             record["score_error"] = f"{type(e).__name__}: {e}"
                     store.save_unit(path, key, to_jsonable(record), {"top_items": res.top_items})
-                    unit = store.load_unit(path, key)
+                    unit = _saved_unit(path, key)
                     sel = config.select_metric
                     ctx.say(f"{head}: test {sel} {res.summary[sel]:.4f} ({seconds:.1f}s)")
                 units.append((path, unit))

@@ -60,7 +60,12 @@ def _score_and_rank(
     out = {}
     has_nan = None
     for part in parts:
-        mask = train_mask if part == "valid" else train_mask | valid_mask
+        if part == "valid":
+            mask = train_mask
+        elif valid_mask is None:
+            raise DiffrecError(f"part {part!r} needs valid_mask (the stored valid entries)")
+        else:
+            mask = train_mask | valid_mask
         items, valid, has_nan = masked_top_k_impl(scores, mask, k)
         out[part] = (items, valid)
     return out, has_nan

@@ -186,6 +186,8 @@ class ModelSpec:
                 f"expected some of {sorted(self.defaults)}"
             )
         values = {**self.defaults, **overrides}
+        if self.kind == "trained":  # the training hyperparameters, as the loop will read them
+            (seq_train_config if self.input == "sequences" else row_train_config)(values)
         if self.check is not None:
             self.check(values)
         return values

@@ -22,8 +22,8 @@ import numpy as np
 import scipy.linalg
 
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models.base import FitData, Recommender, UserBatch
 from diffrec_jax.models.knn import gram as knn_gram
+from diffrec_jax.protocol import FitData, Recommender, UserBatch
 
 
 def _fill_upper_from_lower(c: np.ndarray, block: int = 256) -> None:

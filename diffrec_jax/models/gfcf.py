@@ -27,9 +27,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models.base import FitData, Recommender, UserBatch
 from diffrec_jax.models.knn import gram
 from diffrec_jax.models.svd import GRAM_MAX_COLUMNS, top_eigenvectors, top_right_singular_vectors
+from diffrec_jax.protocol import FitData, Recommender, UserBatch
 
 
 def _inv_sqrt(d: np.ndarray) -> np.ndarray:

@@ -29,8 +29,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models.base import FitData, Recommender, UserBatch
 from diffrec_jax.models.knn import gram, keep_top_k_per_column
+from diffrec_jax.protocol import FitData, Recommender, UserBatch
 
 
 def _check(topk, alpha, beta) -> None:

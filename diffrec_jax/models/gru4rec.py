@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import optax
 
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models.sasrec import ce_token_mean, example_weights
+from diffrec_jax.models.sasrec import ce_token_mean, example_weights, training_targets
 from diffrec_jax.nn import transformer as tf
 from diffrec_jax.nn.layers import dropout as drop
 from diffrec_jax.nn.layers import torch_adam
@@ -177,9 +177,9 @@ def gru4rec(
     for name, v in (("d", d), ("hidden", hidden), ("n_layers", n_layers), ("max_len", max_len)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"GRU4Rec {name}={v!r}; expected a positive int")
-    for name, v in (("emb_dropout", emb_dropout), ("dropout", dropout)):
-        if not 0 <= v < 1:
-            raise ConfigError(f"GRU4Rec {name}={v!r}; expected 0 <= {name} < 1")
+    for name, rate in (("emb_dropout", emb_dropout), ("dropout", dropout)):
+        if not 0 <= rate < 1:
+            raise ConfigError(f"GRU4Rec {name}={rate!r}; expected 0 <= {name} < 1")
     if not lr > 0 or not weight_decay >= 0:
         raise ConfigError(f"GRU4Rec needs lr > 0 and weight_decay >= 0; got {lr=}, {weight_decay=}")
 
@@ -189,7 +189,8 @@ def gru4rec(
     def loss(params: Params, state: tuple, batch: SeqBatch, key: jax.Array, info: StepInfo):
         table = params["item_emb"]
         h = outputs(params, batch.history, key=key, emb_dropout=emb_dropout, dropout=dropout)
-        return ce_token_mean(h, table, batch.targets, example_weights(batch)), (state, {})
+        targets = training_targets(batch, "GRU4Rec")
+        return ce_token_mean(h, table, targets, example_weights(batch)), (state, {})
 
     def score(params: Params, batch: SeqBatch) -> jax.Array:
         table = params["item_emb"]

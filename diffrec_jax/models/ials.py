@@ -42,7 +42,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models.base import FitData, Recommender, UserBatch
+from diffrec_jax.protocol import FitData, Recommender, UserBatch
 
 CONFIDENCES = ("linear", "log")
 SOLVERS = ("cholesky", "cg")
@@ -270,10 +270,10 @@ def ials_factors(
     item_blocks = make_blocks(mt, mt.data, factors)
     y = init_scale * jax.random.normal(key, (m.shape[1], factors), jnp.float32)
     x = jnp.zeros((m.shape[0], factors), jnp.float32)
-    reg = jnp.float32(reg)
+    reg_f32 = jnp.float32(reg)
     for _ in range(iterations):
-        x = half_step(x, y, user_blocks, reg, solver=solver, cg_steps=cg_steps)
-        y = half_step(y, x, item_blocks, reg, solver=solver, cg_steps=cg_steps)
+        x = half_step(x, y, user_blocks, reg_f32, solver=solver, cg_steps=cg_steps)
+        y = half_step(y, x, item_blocks, reg_f32, solver=solver, cg_steps=cg_steps)
     return x, y
 
 

@@ -165,6 +165,7 @@ def item_groups(
       DataError: `item_emb` is not a finite 2-D array.
     """
     item_emb = np.asarray(item_emb)
+    sizes: tuple[int, ...]
     if n_cate == 1:
         n = kmeans_lib.check_points(item_emb, 1).shape[0]  # the clustered path's input checks
         perm, sizes = np.arange(n, dtype=np.int64), (n,)
@@ -418,7 +419,7 @@ GROUPS = "groups"
 
 
 def make_score(
-    diff: gaussian.Diffusion,
+    diff: gaussian.GaussianDiffusion,
     *,
     dropout: float,
     norm: bool,
@@ -455,7 +456,7 @@ def make_score(
     return score
 
 
-def _diffusion(hp: Mapping[str, Any]) -> gaussian.Diffusion:
+def _diffusion(hp: Mapping[str, Any]) -> gaussian.GaussianDiffusion:
     betas = schedules.get_schedule(
         hp["noise_schedule"],
         hp["steps"],
@@ -621,7 +622,8 @@ def ldiffrec_model(
     ):
         if info is None:
             raise ConfigError("the L-DiffRec loss needs a StepInfo (its schedules anneal)")
-        noise = draw_noise(key, history, batch.rows.shape, latent_size, input_dropout, dropout)
+        n_rows, n_items = batch.rows.shape
+        noise = draw_noise(key, history, (n_rows, n_items), latent_size, input_dropout, dropout)
         return loss_terms(params, history, batch, noise, info)
 
     score = make_score(

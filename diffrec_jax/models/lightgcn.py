@@ -189,6 +189,9 @@ def lightgcn(
         raise ConfigError(f"LightGCN needs an int n_layers >= 0, got {n_layers=}")
     if isinstance(n_users, bool) or not isinstance(n_users, int) or n_users < 1:
         raise ConfigError(f"LightGCN needs an int n_users >= 1, got {n_users=}")
+    # Scoring propagates with the whole graph (the dense user-item block when it has one, as
+    # graph_arrays builds small graphs); the training state holds the sparse arrays.
+    device_graph = {k: jnp.asarray(v) for k, v in graph.items()}
     graph = {k: np.asarray(graph[k]) for k in ("indices", "values")}
     reg = float(reg)
 
@@ -224,8 +227,6 @@ def lightgcn(
             "l2": mean_over_rows(jax.lax.stop_gradient(l2), batch),
         }
         return mean_over_rows(bpr + reg * l2, batch), (state, aux)
-
-    device_graph = {k: jnp.asarray(v) for k, v in graph.items()}
 
     def export(params: Params) -> Params:
         return propagate_jit(params, device_graph, n_layers)

@@ -242,6 +242,17 @@ def example_weights(batch: SeqBatch) -> jax.Array:
     return batch.weights
 
 
+def training_targets(batch: SeqBatch, model: str) -> jax.Array:
+    """The targets of a training batch (``batch.targets``).
+
+    Raises:
+      ConfigError: `batch` has no targets (a scoring batch passed to `model`'s loss).
+    """
+    if batch.targets is None:
+        raise ConfigError(f"the {model} loss needs a training batch; SeqBatch.targets is None")
+    return batch.targets
+
+
 def token_weights(weights: jax.Array, targets: jax.Array, pad: int) -> jax.Array:
     """[B, L] weight of every position: its example's weight (`weights` [B]) where the target
     is real, 0 elsewhere. `weights` [B, L] (already per position) are masked the same way."""
@@ -418,14 +429,15 @@ def sasrec(
         k_drop, k_neg = jax.random.split(key)
         b, length = batch.history.shape
         weights = example_weights(batch)
-        w_token = token_weights(weights, batch.targets, pad)
+        batch_targets = training_targets(batch, "SASRec")
+        w_token = token_weights(weights, batch_targets, pad)
         if loss == "bce":  # drawn in the batch layout: the same negatives packed or not
-            negatives = sample_negatives(k_neg, batch.history, batch.targets, pad)
+            negatives = sample_negatives(k_neg, batch.history, batch_targets, pad)
         n_rows = packing.rows(b, pack_ratio)
         plan = packing.plan(batch.history != pad, n_rows) if n_rows else None
 
         def loss_of(layout: packing.Packing) -> jax.Array:
-            targets = packing.gather(batch.targets, layout, pad)
+            targets = packing.gather(batch_targets, layout, pad)
             w = packing.gather(w_token, layout, 0.0)
             h = forward(
                 params,

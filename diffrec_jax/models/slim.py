@@ -42,8 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models.base import FitData, Recommender, UserBatch
 from diffrec_jax.models.knn import gram, keep_top_k_per_column
+from diffrec_jax.protocol import FitData, Recommender, UserBatch
 
 _BLOCK = 64  # rows of W updated between two (GW) matmuls
 

@@ -23,8 +23,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg
 
 from diffrec_jax.errors import ConfigError, DataError
-from diffrec_jax.models.base import FitData, Recommender, UserBatch
 from diffrec_jax.models.knn import gram
+from diffrec_jax.protocol import FitData, Recommender, UserBatch
 
 GRAM_MAX_COLUMNS = 5000
 

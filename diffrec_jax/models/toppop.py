@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from diffrec_jax.models.base import FitData, Recommender, UserBatch
+from diffrec_jax.protocol import FitData, Recommender, UserBatch
 
 
 def toppop() -> Recommender:

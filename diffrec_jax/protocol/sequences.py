@@ -25,19 +25,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple
 
-import jax
 import numpy as np
 
 from diffrec_jax.data.sequences import SequenceDataset, SequenceSplit
 from diffrec_jax.errors import ConfigError
+from diffrec_jax.protocol.types import ArrayT
 
 EXAMPLE_KINDS = ("sequence", "prefix")
 
 
-class SeqBatch(NamedTuple):
-    """Model input for a batch of histories.
+class SeqBatch(NamedTuple, Generic[ArrayT]):
+    """Model input for a batch of histories (arrays of type
+    :data:`~diffrec_jax.protocol.types.ArrayT`, ``jax.Array`` unless parametrised).
 
     Attributes:
       users: [B] int32 user indices (of the example's user).
@@ -49,10 +50,10 @@ class SeqBatch(NamedTuple):
         epoch (as :class:`~diffrec_jax.protocol.UserBatch.weights`); None when scoring.
     """
 
-    users: jax.Array
-    history: jax.Array
-    targets: jax.Array | None = None
-    weights: jax.Array | None = None
+    users: ArrayT
+    history: ArrayT
+    targets: ArrayT | None = None
+    weights: ArrayT | None = None
 
 
 class SeqFitData(NamedTuple):
@@ -126,8 +127,9 @@ class SeqExamples(NamedTuple):
     def n_examples(self) -> int:
         return len(self.users)
 
-    def batch(self, indices: np.ndarray, weights: np.ndarray) -> SeqBatch:
-        """The :class:`SeqBatch` of examples `indices` ([B]) with row `weights` ([B])."""
+    def batch(self, indices: np.ndarray, weights: np.ndarray) -> SeqBatch[np.ndarray]:
+        """The :class:`SeqBatch` of examples `indices` ([B]) with row `weights` ([B]), host
+        arrays (the training loop places them on the devices)."""
         return SeqBatch(self.users[indices], self.history[indices], self.targets[indices], weights)
 
 

@@ -19,18 +19,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from typing_extensions import TypeVar  # a default for the type variable (typing's from 3.13)
 
 from diffrec_jax.data.interactions import InteractionMatrix
 
 Params = Any  # a pytree of arrays
 
+ArrayT = TypeVar("ArrayT", default=jax.Array)
+"""The array type of the fields of a batch (:class:`UserBatch`,
+:class:`~diffrec_jax.protocol.SeqBatch`). ``jax.Array`` by default: what a model's loss and
+score see (on device, or traced under jit). A batch a training source builds on the host is
+``UserBatch[np.ndarray]`` until the training loop places it on the devices; a shape-only batch
+(cost analysis) is ``UserBatch[jax.ShapeDtypeStruct]``. Shapes and dtypes are those documented
+on each field, whatever the array type."""
 
-class UserBatch(NamedTuple):
-    """Model input for a batch of users.
+
+class UserBatch(NamedTuple, Generic[ArrayT]):
+    """Model input for a batch of users (arrays of type :data:`ArrayT`, ``jax.Array`` unless
+    parametrised).
 
     Attributes:
       users: [B] int32 user indices.
@@ -41,9 +51,9 @@ class UserBatch(NamedTuple):
         ignores zero-weight rows in any model-state update; `score` ignores it.
     """
 
-    users: jax.Array
-    rows: jax.Array
-    weights: jax.Array | None = None
+    users: ArrayT
+    rows: ArrayT
+    weights: ArrayT | None = None
 
 
 def row_weights(batch: UserBatch) -> jax.Array:

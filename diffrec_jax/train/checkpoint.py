@@ -76,4 +76,10 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.wait_until_finished()
+        # Opening a manager starts a background deletion of leftover temporary directories that
+        # close() does not wait for (only save() does): a Checkpointer closed without saving
+        # would race the next one opened on the same directory. orbax has no public call for it.
+        await_cleanup = getattr(self._manager, "_maybe_await_cleanup_tmp_directory", None)
+        if await_cleanup is not None:
+            await_cleanup()
         self._manager.close()

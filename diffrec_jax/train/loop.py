@@ -36,7 +36,15 @@ from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError, DiffrecError
 from diffrec_jax.evaluation import Evaluator
-from diffrec_jax.protocol import FitData, Params, StepInfo, Trainable, UserBatch, exported
+from diffrec_jax.protocol import (
+    FitData,
+    Params,
+    SeqFitData,
+    StepInfo,
+    Trainable,
+    UserBatch,
+    exported,
+)
 from diffrec_jax.train import sharding
 from diffrec_jax.train.checkpoint import Checkpointer
 from diffrec_jax.train.config import TrainConfig
@@ -261,10 +269,15 @@ class BatchSource(Protocol):
     Attributes:
       n_examples: number of training examples (users, or sequences / prefixes).
       n_items: size of the item index space (passed to ``Trainable.init``).
+
+    Both are read-only (a named tuple's field or a property satisfies them).
     """
 
-    n_examples: int
-    n_items: int
+    @property
+    def n_examples(self) -> int: ...
+
+    @property
+    def n_items(self) -> int: ...
 
     def batch(self, indices: np.ndarray, weights: np.ndarray) -> Any:
         """The model's batch (a pytree with leading axis B) of examples `indices` ([B] int32),
@@ -285,12 +298,20 @@ class DenseRows(NamedTuple):
     def n_items(self) -> int:
         return self.matrix.shape[1]
 
-    def batch(self, indices: np.ndarray, weights: np.ndarray) -> UserBatch:
+    def batch(self, indices: np.ndarray, weights: np.ndarray) -> UserBatch[np.ndarray]:
+        """Users `indices` ([B] int32) with their dense train rows and row `weights`, host
+        arrays (the loop places them on the devices)."""
         return UserBatch(indices, self.matrix.dense_rows(indices), weights)
 
 
 def validation_evaluator(data: FitData, config: TrainConfig):
-    """An Evaluator over (train, valid) only: its test part is an empty matrix."""
+    """An Evaluator over (train, valid) only: its test part is an empty matrix.
+
+    Raises:
+      ConfigError: `data` has no valid part.
+    """
+    if data.valid is None:
+        raise ConfigError("a validation evaluator needs FitData.valid; it is None")
     empty = InteractionMatrix(sp.csr_array(data.train.shape, dtype=np.float32))
     split = Split(data.train, data.valid, empty, name="fit")
     return Evaluator(
@@ -322,10 +343,12 @@ def _all_finite(tree) -> jax.Array:
 
 def _diverged(what: str, step: int, epoch: int, ckpt: Checkpointer | None):
     """Raises TrainingDiverged for global `step` of `epoch`, naming the last good checkpoint."""
+    last = None
     if ckpt is not None:
         ckpt.wait()  # a save still in flight is the last good checkpoint
-    latest = None if ckpt is None else ckpt.latest_epoch()
-    last = None if latest is None else str(ckpt.directory / str(latest))
+        latest = ckpt.latest_epoch()
+        if latest is not None:
+            last = str(ckpt.directory / str(latest))
     raise TrainingDiverged(
         f"{what} (epoch {epoch}); last good checkpoint: {last}",
         step=step,
@@ -378,7 +401,7 @@ def _progress(
 
 def train(
     model: Trainable,
-    data: FitData,
+    data: FitData | SeqFitData,
     config: TrainConfig,
     *,
     key: jax.Array | None = None,
@@ -393,6 +416,8 @@ def train(
       model: the model's pure functions.
       data: train (and valid for early stopping). Test is never seen: validation uses an
         evaluator built from `data` alone whose test part is empty, and asks for "valid" only.
+        Sequential models pass :class:`~diffrec_jax.protocol.SeqFitData` with their `source`
+        and `evaluator`.
       config: batch size, epochs, validation and checkpoint policy.
       key: typed key seeding everything; default ``jax.random.key(config.seed)``.
       evaluator: object with ``evaluate(score_fn, params, parts=("valid",))`` returning
@@ -409,7 +434,8 @@ def train(
 
     Raises:
       ConfigError: `drop` with fewer users
-        than a batch, unknown select_metric, or a checkpoint written by another configuration.
+        than a batch, unknown select_metric, a checkpoint written by another configuration, or
+        SeqFitData without a `source`.
       TrainingDiverged: a non-finite loss (the last good checkpoint is kept).
     """
     # -- Devices and mesh. Batch sharded over "data", everything else replicated.
@@ -427,7 +453,13 @@ def train(
     step_key = sharding.put_replicated(step_key, mesh)
 
     # -- Input: by default the users of the train matrix, densified batch by batch.
-    source = DenseRows(data.train) if source is None else source
+    if source is None:
+        if not isinstance(data, FitData):
+            raise ConfigError(
+                f"train() on {type(data).__name__} needs a source of training examples "
+                "(e.g. diffrec_jax.protocol.SeqExamples)"
+            )
+        source = DenseRows(data.train)
     n_users, n_items = source.n_examples, source.n_items
     n_steps = steps_per_epoch(n_users, config.batch_size, config.last_batch)
     if n_steps == 0:
@@ -476,9 +508,9 @@ def train(
             logging.info("resumed from %s at epoch %d", ckpt.directory / str(latest), latest)
 
     # -- Validation on (train, valid) only.
-    validate = evaluator is not None or getattr(data, "valid", None) is not None
-    if validate and evaluator is None:
+    if evaluator is None and isinstance(data, FitData) and data.valid is not None:
         evaluator = validation_evaluator(data, config)
+    validate = evaluator is not None
     if validate and config.max_epochs < config.eval_every:
         logging.warning(
             "max_epochs=%d < eval_every=%d: no validation will run",
@@ -524,11 +556,11 @@ def train(
                     # Dispatch is asynchronous: without this the host would densify and queue
                     # a whole epoch of [batch, n_items] inputs ahead of the device.
                     losses[-MAX_STEPS_IN_FLIGHT - 1].block_until_ready()
-            losses = np.asarray(jax.device_get(losses), np.float64)
-            bad = np.flatnonzero(~np.isfinite(losses))
+            epoch_losses = np.asarray(jax.device_get(losses), np.float64)
+            bad = np.flatnonzero(~np.isfinite(epoch_losses))
             if bad.size:
                 _diverged(
-                    f"training loss is {losses[bad[0]]} at step {step + int(bad[0])}",
+                    f"training loss is {epoch_losses[bad[0]]} at step {step + int(bad[0])}",
                     step + int(bad[0]),
                     epoch,
                     ckpt,
@@ -536,24 +568,24 @@ def train(
             # The last step's update may overflow with a finite loss: never validate or save
             # non-finite parameters.
             if not bool(_all_finite(state.params)):
-                last_step = step + len(losses) - 1
+                last_step = step + len(epoch_losses) - 1
                 _diverged(
                     f"training loss is finite but the parameters are not after step {last_step}",
                     last_step,
                     epoch,
                     ckpt,
                 )
-            step += len(losses)
+            step += len(epoch_losses)
             auxes = jax.device_get(auxes)
             record = EpochRecord(
                 epoch=epoch,
-                loss=float(losses.mean()),
+                loss=float(epoch_losses.mean()),
                 metrics=None,
                 seconds=time.perf_counter() - start,
                 aux={name: float(np.mean([a[name] for a in auxes])) for name in auxes[0]},
             )
 
-            if validate and epoch % config.eval_every == 0:
+            if evaluator is not None and epoch % config.eval_every == 0:  # i.e. validate
                 # Every process evaluates on its own devices (unchanged on one host).
                 params = exported(model, sharding.addressable(state.params))
                 metrics = _summary(evaluator, model.score, params, config.select_metric)

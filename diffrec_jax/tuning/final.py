@@ -36,6 +36,7 @@ from diffrec_jax.data.sequences import SequenceSplit
 from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError, DataError
 from diffrec_jax.experiment import fit, model_inputs, without_history
+from diffrec_jax.protocol import FitData
 from diffrec_jax.results import to_jsonable
 from diffrec_jax.tuning import space as spaces
 from diffrec_jax.tuning.study import StudyConfig, empty_like
@@ -60,8 +61,8 @@ def train_plus_valid(split: Split) -> InteractionMatrix:
     users, items, values = (
         np.concatenate(a) for a in zip(*(m.to_arrays() for m in parts), strict=True)
     )
-    stamps = [m.timestamps for m in parts]
-    timestamps = None if any(t is None for t in stamps) else np.concatenate(stamps)
+    stamps = [m.timestamps for m in parts if m.timestamps is not None]
+    timestamps = np.concatenate(stamps) if len(stamps) == len(parts) else None
     try:
         return InteractionMatrix.from_arrays(
             users,
@@ -116,7 +117,7 @@ def refit_and_test(
     spec = model_zoo.get(config.model)
     hparams = spec.hparams(**config.fixed, **params)
     overrides = config.selection()
-    options = {"ks": config.ks, "convention": config.convention}
+    options: dict[str, Any] = {"ks": config.ks, "convention": config.convention}
 
     if isinstance(split, SequenceSplit):
         if refit != "train":
@@ -139,6 +140,8 @@ def refit_and_test(
             history=(*split.history, "refit: train and valid merged into train"),
         )
         inputs = model_inputs(spec, hparams, final_split, side=side, **options)
+        # A Split gives FitData (model_inputs refuses it for a sequential model).
+        assert isinstance(inputs.data, FitData)
         # No validation data left: train for the epochs at which the chosen trial was best.
         inputs = inputs._replace(data=inputs.data._replace(valid=None))
         parts = ("test",)

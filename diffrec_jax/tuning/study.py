@@ -37,7 +37,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -301,7 +301,7 @@ def run_study(
             f"model {config.model!r} takes {'sequences' if sequential else 'interaction rows'}; "
             f"run_study got {type(data).__name__}"
         )
-    if sequential:
+    if isinstance(data, SeqFitData):  # i.e. sequential (checked above)
         if data.valid_targets is None or len(data.valid_targets) == 0:
             raise ConfigError("tuning needs validation items; SeqFitData.valid_targets is empty")
     elif data.valid is None or data.valid.nnz == 0:
@@ -317,9 +317,11 @@ def run_study(
     trials: list[dict[str, Any]] = record["trials"]
     n_trials = config.n_trials
 
-    if sequential:
-        search_split: Split | SeqFitData = data  # the evaluator depends on the trial's max_len
+    search_split: Split | SeqFitData
+    if isinstance(data, SeqFitData):
+        search_split = data  # the evaluator depends on the trial's max_len
     else:  # search data: train and valid, with an empty test part
+        assert data.valid is not None  # checked above: tuning needs validation interactions
         search_split = Split(data.train, data.valid, empty_like(data.train), name="search")
 
     sampler = spaces.RandomSampler(config.space, config.seed)
@@ -334,7 +336,7 @@ def run_study(
 
     start = time.perf_counter()
     if len(trials) < n_trials:
-        session = {
+        session: dict[str, Any] = {
             "started_utc": _now(),
             "trials_before": len(trials),
             "trials_run": 0,
@@ -385,7 +387,7 @@ def _run_trial(
     spec: ModelSpec,
     config: StudyConfig,
     search_split: Split | SeqFitData,
-    trials: list[Mapping[str, Any]],
+    trials: Sequence[Mapping[str, Any]],
     side: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fits and validates one configuration; a DiffrecError makes the trial "failed"."""

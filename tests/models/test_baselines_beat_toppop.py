@@ -12,7 +12,7 @@ import pytest
 from diffrec_jax import models
 from diffrec_jax.data import random_holdout, synthetic_log, to_matrix
 from diffrec_jax.evaluation import Evaluator
-from diffrec_jax.models import FitData
+from diffrec_jax.protocol import FitData
 
 # Small, fast settings; the defaults apart from sizes that must fit the tiny catalogue.
 CASES = {

@@ -11,8 +11,8 @@ import scipy.sparse as sp
 from diffrec_jax import models
 from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models import FitData, UserBatch
 from diffrec_jax.models.ease import ease_weights
+from diffrec_jax.protocol import FitData, UserBatch
 
 
 def _random_matrix(rng, n_users=40, n_items=25, density=0.2) -> InteractionMatrix:

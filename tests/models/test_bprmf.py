@@ -13,14 +13,14 @@ from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.evaluation import Evaluator
 from diffrec_jax.models import bprmf as bprmf_module
-from diffrec_jax.models.base import FitData, Recommender, StepInfo, UserBatch
 from diffrec_jax.models.bprmf import (
     DEFAULTS,
     RECOMMENDER_DEFAULTS,
     bprmf,
-    bprmf_recommender,
     sample_triples,
 )
+from diffrec_jax.protocol import FitData, Recommender, StepInfo, UserBatch
+from diffrec_jax.train import TrainPlan
 
 INFO = StepInfo(jnp.int32(0), jnp.int32(0))
 SAMPLE = jax.jit(sample_triples, static_argnums=2)
@@ -180,7 +180,7 @@ def test_learns_more_than_toppop_with_one_compilation(split, monkeypatch):
         return trainable._replace(loss=chex.assert_max_traces(trainable.loss, n=1))
 
     # 300 users in batches of 64: the last batch of every epoch is padded.
-    model = bprmf_recommender(**HPARAMS, batch_size=64, max_epochs=20, eval_every=5)
+    model = models.get("bprmf").build(**HPARAMS, batch_size=64, max_epochs=20, eval_every=5)
     monkeypatch.setattr(bprmf_module, "bprmf", counted_bprmf)
     params = model.fit(data, jax.random.key(0))
     assert built == [300] and params["users"].shape == (300, 32)
@@ -191,14 +191,21 @@ def test_learns_more_than_toppop_with_one_compilation(split, monkeypatch):
 # --- factory and registry ---
 
 
-def test_recommender_defaults_and_registry():
+def test_recommender_defaults_and_registry(split):
     assert DEFAULTS == dict(factors=64, lr=1e-3, reg=1e-4, samples_per_user=16)
     assert {"batch_size", "max_epochs", "eval_every", "patience"} <= set(RECOMMENDER_DEFAULTS)
-    model = models.get("bprmf").build(factors=8)
-    assert isinstance(model, Recommender) and model.trainable is None
-    assert model.hparams["factors"] == 8 and model.train_config.batch_size == 128
+    spec = models.get("bprmf")
+    assert spec.kind == "trained" and spec.input == "rows" and spec.trainable is None
+    model = spec.build(factors=8)
+    assert isinstance(model, Recommender) and model.hparams["factors"] == 8
+    assert model.score is bprmf_module.embedding_score
+    # The Trainable depends on the data (the user table is sized by the train users).
+    plan = spec.train_plan(model.hparams, FitData(split.train, split.valid))
+    assert isinstance(plan, TrainPlan) and plan.config.batch_size == 128
+    params, _ = plan.trainable.init(jax.random.key(0), split.n_items)
+    assert params["users"].shape == (split.train.n_users, 8)
     with pytest.raises(ConfigError, match="nope"):
-        models.get("bprmf").build(nope=1)
+        spec.build(nope=1)
 
 
 @pytest.mark.parametrize(
@@ -212,4 +219,4 @@ def test_recommender_defaults_and_registry():
 )
 def test_invalid_hyperparameters(kwargs, match):
     with pytest.raises(ConfigError, match=match):
-        bprmf_recommender(**kwargs)
+        models.get("bprmf").build(**kwargs)

@@ -15,8 +15,6 @@ from diffrec_jax import models
 from diffrec_jax.diffusion import gaussian as gd
 from diffrec_jax.diffusion import schedules
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models import layers
-from diffrec_jax.models.base import StepInfo, Trainable, UserBatch
 from diffrec_jax.models.diffrec import (
     DEFAULTS,
     denoise,
@@ -25,6 +23,8 @@ from diffrec_jax.models.diffrec import (
     diffrec_recommender,
     init_denoiser,
 )
+from diffrec_jax.nn import layers
+from diffrec_jax.protocol import StepInfo, Trainable, UserBatch
 from diffrec_jax.train import EarlyStopping, early_stopping_update, should_stop
 
 INFO = StepInfo(jnp.int32(0), jnp.int32(0))

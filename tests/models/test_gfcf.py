@@ -13,8 +13,8 @@ import scipy.sparse as sp
 from diffrec_jax import models
 from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models import FitData, UserBatch
 from diffrec_jax.models.gfcf import gfcf_weights
+from diffrec_jax.protocol import FitData, UserBatch
 
 # The package exports the factory `gfcf`, which shadows the submodule attribute.
 gfcf_module = importlib.import_module("diffrec_jax.models.gfcf")

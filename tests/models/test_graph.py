@@ -11,8 +11,8 @@ import scipy.sparse as sp
 from diffrec_jax import models
 from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models import FitData, UserBatch
 from diffrec_jax.models.graph import random_walk_weights
+from diffrec_jax.protocol import FitData, UserBatch
 
 
 def _matrix(dense: np.ndarray) -> InteractionMatrix:

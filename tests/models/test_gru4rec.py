@@ -10,11 +10,11 @@ import pytest
 
 from diffrec_jax import models
 from diffrec_jax.data.datasets import load_dataset
+from diffrec_jax.data.sequences import SequenceDataset
 from diffrec_jax.errors import ConfigError
+from diffrec_jax.evaluation import SequenceEvaluator
 from diffrec_jax.models import gru4rec as G
-from diffrec_jax.models.base import StepInfo
-from diffrec_jax.models.seqbase import SeqBatch, SeqFitData
-from diffrec_jax.sequence_evaluation import SequenceEvaluator
+from diffrec_jax.protocol import SeqBatch, SeqFitData, StepInfo
 
 N_ITEMS, L = 12, 6
 INFO = StepInfo(jnp.int32(0), jnp.int32(0))
@@ -29,6 +29,14 @@ def _histories(seed, b=4, n=L):
     history = np.where(real, seqs[:, :-1], N_ITEMS).astype(np.int32)
     targets = np.where(real, seqs[:, 1:], N_ITEMS).astype(np.int32)
     return history, targets
+
+
+def _fit_data(seed=0, lengths=(4, 2, 6)):
+    """Tiny training sequences and valid targets (what a sequential model's plan is built on)."""
+    rng = np.random.default_rng(seed)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    train = SequenceDataset(offsets, rng.integers(0, N_ITEMS, offsets[-1]), N_ITEMS)
+    return SeqFitData(train, rng.integers(0, N_ITEMS, len(lengths)))
 
 
 def _sigmoid(x):
@@ -125,9 +133,12 @@ def test_score_compiles_once_and_dropout_comes_from_the_key():
 
 
 def test_registry_and_hyperparameters():
-    model = models.get("gru4rec").build()
-    assert model.input == "sequences" and model.hparams["d"] == 64
-    assert model.train_config.ks == (5, 10, 20) and model.hparams["max_len"] == 50
+    spec = models.get("gru4rec")
+    model = spec.build()
+    assert spec.input == "sequences" and model.hparams["d"] == 64
+    assert model.hparams["max_len"] == 50
+    plan = spec.train_plan(model.hparams, _fit_data())
+    assert plan.config.ks == (5, 10, 20) and plan.config.select_metric == "NDCG@20"
     for bad, match in (
         (dict(hidden=0), "hidden=0"),
         (dict(emb_dropout=1.5), "emb_dropout=1.5"),

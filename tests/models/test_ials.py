@@ -11,7 +11,6 @@ import scipy.sparse as sp
 from diffrec_jax import models
 from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models import FitData, UserBatch
 from diffrec_jax.models.ials import (
     confidence_values,
     half_step,
@@ -19,6 +18,7 @@ from diffrec_jax.models.ials import (
     make_blocks,
     objective,
 )
+from diffrec_jax.protocol import FitData, UserBatch
 
 
 def _counts(rng, shape, density):

@@ -11,7 +11,8 @@ import scipy.sparse as sp
 from diffrec_jax import models
 from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.errors import ConfigError, DataError
-from diffrec_jax.models import FitData, UserBatch, knn
+from diffrec_jax.models import knn
+from diffrec_jax.protocol import FitData, UserBatch
 
 EPS = 1e-6
 

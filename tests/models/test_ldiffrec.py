@@ -18,11 +18,11 @@ from diffrec_jax.diffusion import gaussian as gd
 from diffrec_jax.diffusion import schedules
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.experiment import RunConfig, run
-from diffrec_jax.models import kmeans as km
 from diffrec_jax.models import ldiffrec as ld
 from diffrec_jax.models import tdiffrec
-from diffrec_jax.models.base import FitData, StepInfo, UserBatch
-from diffrec_jax.train import TrainConfig, train
+from diffrec_jax.nn import kmeans as km
+from diffrec_jax.protocol import FitData, StepInfo, UserBatch, exported
+from diffrec_jax.train import TrainConfig, TrainPlan, train
 from diffrec_jax.train.loop import TrainState, make_train_step
 
 N_ITEMS, N_GROUPS = 30, 3
@@ -337,7 +337,11 @@ def test_score_encodes_denoises_decodes_and_unpermutes():
     )
     rows = _rows(7)
     batch = UserBatch(jnp.arange(rows.shape[0], dtype=jnp.int32), jnp.asarray(rows))
-    scores = np.asarray(jax.jit(model.trainable.score)(params, batch))
+    # The score takes the exported params: the trained ones and the item groups.
+    scoring = exported(model.trainable, params)
+    np.testing.assert_array_equal(scoring[ld.GROUPS]["perm"], model.groups.perm)
+    np.testing.assert_array_equal(scoring[ld.GROUPS]["inverse"], model.groups.inverse)
+    scores = np.asarray(jax.jit(model.trainable.score)(scoring, batch))
     p, a = _f64(params), np_arrays(_betas())
     mu, _ = np_encode(p, rows.astype(np.float64)[:, model.groups.perm], model.groups.latent_sizes)
     z = mu
@@ -469,7 +473,8 @@ def test_smoke_training_learns_the_groups():
     # Each user's best unseen item lies in the item group the user prefers.
     rows = split.train.dense_rows(np.arange(split.n_users))
     batch = UserBatch(jnp.arange(split.n_users, dtype=jnp.int32), jnp.asarray(rows))
-    scores = np.asarray(jax.jit(model.trainable.score)(result.params, batch))
+    scoring = exported(model.trainable, result.params)
+    scores = np.asarray(jax.jit(model.trainable.score)(scoring, batch))
     own = _structured(0)
     pref = [np.bincount(np.flatnonzero(r) % N_GROUPS, minlength=N_GROUPS).argmax() for r in own]
     top = np.argmax(np.where(rows > 0, -np.inf, scores), axis=1)
@@ -478,24 +483,41 @@ def test_smoke_training_learns_the_groups():
 
 def test_recommenders_registry_and_errors():
     spec = models.get("ldiffrec")
-    assert spec.defaults["item_emb"] is None and spec.defaults["n_cate"] == 2
-    with pytest.raises(ConfigError, match="item_emb"):
-        spec.build()
-    with pytest.raises(ConfigError, match="item_emb"):
-        spec.build(item_emb="item_emb.npy")
-    with pytest.raises(ConfigError, match="no hyperparameter"):
-        spec.build(item_emb=_item_emb(), lr=1e-3)
-    rec = spec.build(item_emb=_item_emb(), **SMALL)
-    assert "item_emb" not in rec.hparams and rec.hparams["lr1"] == 1e-3
-    assert rec.train_config.batch_size == 400 and rec.train_config.patience == 3
-    with pytest.raises(ConfigError, match="30 rows but the train matrix has 31 items"):
-        rec.trainable.init(jax.random.key(0), 31)
-    lt = models.get("ltdiffrec").build(item_emb=_item_emb(), w_min=0.2, w_max=0.8, **SMALL)
+    assert "item_emb" not in spec.defaults and spec.defaults["n_cate"] == 2
+    assert spec.side_data == ("item_emb",) and spec.kind == "trained"
     split = _split()
-    prepared = lt.prepare(split)
+    # The item embeddings are side data, not a hyperparameter.
+    with pytest.raises(ConfigError, match="no hyperparameter"):
+        spec.build(item_emb=_item_emb())
+    with pytest.raises(ConfigError, match="no hyperparameter"):
+        spec.build(lr=1e-3, **SMALL)
+    rec = spec.build(**SMALL)
+    assert "item_emb" not in rec.hparams and rec.hparams["lr1"] == 1e-3
+    with pytest.raises(ConfigError, match="item_emb"):  # fit without the side data
+        rec.fit(FitData(split.train, split.valid), jax.random.key(0))
+    with pytest.raises(ConfigError, match="item_emb"):
+        spec.train_plan(rec.hparams, FitData(split.train, side={"item_emb": "item_emb.npy"}))
+    plan = spec.train_plan(rec.hparams, FitData(split.train, side={"item_emb": _item_emb()}))
+    assert isinstance(plan, TrainPlan)
+    assert plan.config.batch_size == 400 and plan.config.patience == 3
+    with pytest.raises(ConfigError, match="30 rows but the train matrix has 31 items"):
+        plan.trainable.init(jax.random.key(0), 31)
+    # The registry's score (from the hyperparameters alone) scores the exported params as the
+    # Trainable's own score.
+    params, _ = plan.trainable.init(jax.random.key(1), N_ITEMS)
+    scoring = exported(plan.trainable, params)
+    rows = split.train.dense_rows(np.arange(8))
+    batch = UserBatch(jnp.arange(8, dtype=jnp.int32), jnp.asarray(rows))
+    np.testing.assert_array_equal(rec.score(scoring, batch), plan.trainable.score(scoring, batch))
+    lt_spec = models.get("ltdiffrec")
+    lt = lt_spec.build(w_min=0.2, w_max=0.8, **SMALL)
+    assert lt_spec.side_data == ("item_emb",)
+    prepared = lt_spec.prepare(split, lt.hparams)
     expected = tdiffrec.time_weighted(split.train, 0.2, 0.8)
     np.testing.assert_array_equal(prepared.train.csr.data, expected.csr.data)
     assert set(np.unique(prepared.train.csr.data)) != {1.0}
+    with pytest.raises(ConfigError, match="w_min"):
+        lt_spec.build(w_min=0.9, w_max=0.8)
 
 
 @pytest.mark.parametrize(

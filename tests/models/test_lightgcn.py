@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import diffrec_jax.train
+import diffrec_jax.train.plan
 from diffrec_jax import models
 from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.data.interactions import InteractionMatrix
@@ -16,18 +16,18 @@ from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.evaluation import Evaluator
 from diffrec_jax.models import lightgcn as lightgcn_module
-from diffrec_jax.models.base import FitData, Recommender, StepInfo, UserBatch
 from diffrec_jax.models.bprmf import embedding_score, sample_triples
 from diffrec_jax.models.lightgcn import (
     DEFAULTS,
     RECOMMENDER_DEFAULTS,
-    PropagatedEvaluator,
     graph_arrays,
     lightgcn,
-    lightgcn_recommender,
     normalized_adjacency,
+    propagate,
     propagate_jit,
 )
+from diffrec_jax.protocol import FitData, Recommender, StepInfo, UserBatch, exported
+from diffrec_jax.train import TrainPlan
 
 INFO = StepInfo(jnp.int32(0), jnp.int32(0))
 
@@ -188,7 +188,7 @@ def test_gradient_matches_a_dense_implementation():
 # --- scoring ---
 
 
-def test_propagated_evaluator_scores_as_the_trainable():
+def test_exported_embeddings_score_as_the_propagated_model():
     rng = np.random.default_rng(7)
     train = _train(8)
     valid_items = rng.integers(0, 7, 9)
@@ -203,14 +203,18 @@ def test_propagated_evaluator_scores_as_the_trainable():
     graph = graph_arrays(train)
     model = lightgcn(graph, 9, factors=4, n_layers=2)
     params = _params(9, 9, 7)
-    direct = evaluator.evaluate(model.score, params, parts=("valid",))["valid"].summary
 
-    def export(p):
-        return propagate_jit(p, graph, n_layers=2)
+    def propagated_score(p, batch):  # propagates on every batch
+        return embedding_score(propagate(p, graph, 2), batch)
 
-    wrapped = PropagatedEvaluator(evaluator, export).evaluate(None, params, parts=("valid",))
+    direct = evaluator.evaluate(propagated_score, params, parts=("valid",))["valid"].summary
+    # The Trainable's export propagates once; its score is the inner product of the result.
+    scoring = exported(model, params)
+    chex.assert_trees_all_close(scoring, propagate_jit(params, graph, n_layers=2), rtol=1e-6)
+    assert model.score is embedding_score
+    wrapped = evaluator.evaluate(model.score, scoring, parts=("valid",))
     assert wrapped["valid"].summary == pytest.approx(direct, rel=1e-6)
-    scores = np.asarray(embedding_score(export(params), UserBatch(jnp.arange(9), None)))
+    scores = np.asarray(model.score(scoring, UserBatch(jnp.arange(9), None)))
     final_u, final_i = np_propagate(params, np_adjacency(train), 2)
     np.testing.assert_allclose(scores, final_u @ final_i.T, rtol=1e-4, atol=1e-5)
 
@@ -228,26 +232,38 @@ def test_learns_more_than_toppop_and_returns_final_embeddings(split, monkeypatch
     data = FitData(split.train, split.valid)
     toppop = models.get("toppop").build()
     baseline = evaluator.evaluate(toppop.score, toppop.fit(data, jax.random.key(0)))
-    model = lightgcn_recommender(
+    model = models.get("lightgcn").build(
         factors=16, n_layers=2, lr=2e-2, batch_size=64, max_epochs=15, eval_every=5
     )
-    results = []
+    results, exports = [], []
 
     def counted_lightgcn(*args, **kwargs):  # the Trainable fit builds, its loss traced once only
         trainable = lightgcn(*args, **kwargs)
-        return trainable._replace(loss=chex.assert_max_traces(trainable.loss, n=1))
+
+        def recorded_export(p):
+            exports.append(trainable.export(p))
+            return exports[-1]
+
+        return trainable._replace(
+            loss=chex.assert_max_traces(trainable.loss, n=1), export=recorded_export
+        )
 
     def recorded_train(*args, **kwargs):
-        assert isinstance(kwargs["evaluator"], PropagatedEvaluator)
+        # The loop's own validation evaluator (on data.valid), with the Trainable's export.
+        assert kwargs["evaluator"] is None
         results.append(real_train(*args, **kwargs))
         return results[-1]
 
-    real_train = diffrec_jax.train.train
+    real_train = diffrec_jax.train.plan.train
     monkeypatch.setattr(lightgcn_module, "lightgcn", counted_lightgcn)
-    monkeypatch.setattr(diffrec_jax.train, "train", recorded_train)
+    monkeypatch.setattr(diffrec_jax.train.plan, "train", recorded_train)
     # 300 users in batches of 64: the last batch of every epoch is padded.
     params = model.fit(data, jax.random.key(0))
     (result,) = results
+    # Propagated once before each of the 3 validations and once for the returned params.
+    assert len(exports) == 4 and params is exports[-1]
+    # The Trainable's export propagates on the graph it was given: the dense user-item block
+    # of this small graph (graph_arrays' default), as the fit before the layered core did.
     want = propagate_jit(result.params, graph_arrays(split.train), n_layers=2)
     chex.assert_trees_all_close(params, want, rtol=1e-6)
     got = evaluator.evaluate(model.score, params)
@@ -263,11 +279,17 @@ def test_learns_more_than_toppop_and_returns_final_embeddings(split, monkeypatch
 def test_recommender_defaults_and_registry():
     assert DEFAULTS == dict(factors=64, n_layers=3, lr=1e-3, reg=1e-4, samples_per_user=16)
     assert {"batch_size", "max_epochs", "eval_every", "patience"} <= set(RECOMMENDER_DEFAULTS)
-    model = models.get("lightgcn").build(n_layers=2)
-    assert isinstance(model, Recommender) and model.trainable is None
-    assert model.hparams["n_layers"] == 2 and model.train_config.batch_size == 128
+    spec = models.get("lightgcn")
+    assert spec.kind == "trained" and spec.input == "rows" and spec.trainable is None
+    model = spec.build(n_layers=2)
+    assert isinstance(model, Recommender) and model.hparams["n_layers"] == 2
+    assert model.score is embedding_score
+    # The Trainable depends on the data (the graph of the train matrix).
+    plan = spec.train_plan(model.hparams, FitData(TRAIN))
+    assert isinstance(plan, TrainPlan) and plan.config.batch_size == 128
+    assert plan.trainable.export is not None
     with pytest.raises(ConfigError, match="nope"):
-        models.get("lightgcn").build(nope=1)
+        spec.build(nope=1)
 
 
 @pytest.mark.parametrize(
@@ -282,4 +304,4 @@ def test_recommender_defaults_and_registry():
 )
 def test_invalid_hyperparameters(kwargs, match):
     with pytest.raises(ConfigError, match=match):
-        lightgcn_recommender(**kwargs)
+        models.get("lightgcn").build(**kwargs)

@@ -14,8 +14,6 @@ from diffrec_jax import models
 from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.evaluation import Evaluator
-from diffrec_jax.models import layers
-from diffrec_jax.models.base import FitData, Recommender, StepInfo, Trainable, UserBatch
 from diffrec_jax.models.multvae import (
     DEFAULTS,
     RECOMMENDER_DEFAULTS,
@@ -24,9 +22,10 @@ from diffrec_jax.models.multvae import (
     encoder_sizes,
     init_vae,
     multvae,
-    multvae_recommender,
 )
-from diffrec_jax.train import train
+from diffrec_jax.nn import layers
+from diffrec_jax.protocol import FitData, Recommender, StepInfo, Trainable, UserBatch
+from diffrec_jax.train import TrainPlan, train
 
 SMALL = dict(dims=(6, 12), total_anneal_steps=10)
 
@@ -182,13 +181,15 @@ def test_learns_more_than_toppop_with_one_compilation(split):
     data = FitData(split.train, split.valid)
     toppop = models.get("toppop").build()
     baseline = evaluator.evaluate(toppop.score, toppop.fit(data, jax.random.key(0)))
-    model = multvae_recommender(
+    spec = models.get("multvae")
+    model = spec.build(
         dims=(32, 64), lr=1e-2, total_anneal_steps=50, batch_size=64, max_epochs=15, eval_every=5
     )
+    plan = spec.train_plan(model.hparams, data)
     # What model.fit does, with a loss that may be traced once only. 300 users in batches of 64:
     # the last batch of every epoch is padded.
-    counted = model.trainable._replace(loss=chex.assert_max_traces(model.trainable.loss, n=1))
-    result = train(counted, data, model.train_config, key=jax.random.key(0))
+    counted = plan.trainable._replace(loss=chex.assert_max_traces(plan.trainable.loss, n=1))
+    result = train(counted, data, plan.config, key=jax.random.key(0))
     assert len(result.history) == 15
     assert result.history[-1].aux["beta"] > result.history[0].aux["beta"]  # annealing
     got = evaluator.evaluate(model.score, result.params)
@@ -198,7 +199,7 @@ def test_learns_more_than_toppop_with_one_compilation(split):
 # --- factory and registry ---
 
 
-def test_recommender_defaults_and_registry():
+def test_recommender_defaults_and_registry(split):
     assert DEFAULTS == dict(
         lr=1e-3,
         dims=(200, 600),
@@ -209,9 +210,13 @@ def test_recommender_defaults_and_registry():
     )
     assert {"batch_size", "max_epochs", "eval_every", "patience"} <= set(RECOMMENDER_DEFAULTS)
     assert RECOMMENDER_DEFAULTS["batch_size"] == 500
-    model = models.get("multvae").build(lr=3e-4)
-    assert isinstance(model, Recommender) and isinstance(model.trainable, Trainable)
-    assert model.hparams["lr"] == 3e-4 and model.train_config.batch_size == 500
+    spec = models.get("multvae")
+    assert spec.kind == "trained" and spec.input == "rows"
+    model = spec.build(lr=3e-4)
+    assert isinstance(model, Recommender) and model.hparams["lr"] == 3e-4
+    plan = spec.train_plan(model.hparams, FitData(split.train))
+    assert isinstance(plan, TrainPlan) and isinstance(plan.trainable, Trainable)
+    assert plan.config.batch_size == 500 and plan.source is None and plan.evaluator is None
     with pytest.raises(ConfigError, match="nope"):
         models.get("multvae").build(nope=1)
 

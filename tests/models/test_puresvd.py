@@ -11,8 +11,8 @@ import scipy.sparse as sp
 from diffrec_jax import models
 from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.errors import ConfigError, DataError
-from diffrec_jax.models import FitData, UserBatch
 from diffrec_jax.models.svd import top_right_singular_vectors
+from diffrec_jax.protocol import FitData, UserBatch
 
 
 def _random(rng, shape=(30, 12), density=0.4):

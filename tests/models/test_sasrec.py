@@ -14,11 +14,11 @@ from np_transformer import np64, np_encoder, np_gelu_erf, np_layer_norm, np_relu
 
 from diffrec_jax import models
 from diffrec_jax.data.datasets import load_dataset
+from diffrec_jax.data.sequences import SequenceDataset
 from diffrec_jax.errors import ConfigError
+from diffrec_jax.evaluation import SequenceEvaluator
 from diffrec_jax.models import sasrec as S
-from diffrec_jax.models.base import StepInfo
-from diffrec_jax.models.seqbase import SeqBatch, SeqFitData
-from diffrec_jax.sequence_evaluation import SequenceEvaluator
+from diffrec_jax.protocol import SeqBatch, SeqFitData, StepInfo
 
 N_ITEMS, MAX_LEN = 12, 6
 INFO = StepInfo(jnp.int32(0), jnp.int32(0))
@@ -61,6 +61,14 @@ def _histories(seed, b=4, n=MAX_LEN):
     history = np.where(real, seqs[:, :-1], N_ITEMS).astype(np.int32)
     targets = np.where(real, seqs[:, 1:], N_ITEMS).astype(np.int32)
     return history, targets
+
+
+def _fit_data(seed=0, lengths=(4, 2, 6)):
+    """Tiny training sequences and valid targets (what a sequential model's plan is built on)."""
+    rng = np.random.default_rng(seed)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    train = SequenceDataset(offsets, rng.integers(0, N_ITEMS, offsets[-1]), N_ITEMS)
+    return SeqFitData(train, rng.integers(0, N_ITEMS, len(lengths)))
 
 
 def np_hidden(params, history, layout, eps=1e-6):
@@ -249,12 +257,17 @@ def test_dropout_is_drawn_from_the_key():
 
 def test_registry_and_hyperparameters():
     plus = models.get("sasrec+").build()
-    assert plus.input == "sequences" and plus.hparams["loss"] == "ce"
+    assert models.get("sasrec+").input == "sequences" and plus.hparams["loss"] == "ce"
     assert (plus.hparams["d"], plus.hparams["n_heads"], plus.hparams["batch_size"]) == (128, 4, 512)
-    orig = models.get("sasrec").build()
+    spec = models.get("sasrec")
+    orig = spec.build()
+    assert spec.input == "sequences" and spec.examples == "sequence"
     assert orig.hparams["loss"] == "bce" and orig.hparams["d"] == 50
-    assert orig.train_config.batch_size == 128 and orig.train_config.ks == (5, 10, 20)
-    assert models.get("sasrec").build(patience=0).train_config.patience is None
+    data = _fit_data()
+    config = spec.train_plan(orig.hparams, data).config
+    assert config.batch_size == 128 and config.ks == (5, 10, 20)
+    no_patience = spec.build(patience=0)
+    assert spec.train_plan(no_patience.hparams, data).config.patience is None
     for bad, match in (
         (dict(loss="bpr"), "loss='bpr'"),
         (dict(d=10, n_heads=4), "not divisible"),
@@ -263,8 +276,10 @@ def test_registry_and_hyperparameters():
         (dict(select_metric="Recall@50"), "select_metric"),
         (dict(width=3), "no hyperparameter"),
     ):
+        # Raised when the model is built, or (the training configuration) at the latest when
+        # its training plan is made, before any training.
         with pytest.raises(ConfigError, match=match):
-            models.get("sasrec").build(**bad)
+            spec.train_plan(spec.build(**bad).hparams, data)
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 
 from diffrec_jax import models
 from diffrec_jax.data.interactions import InteractionMatrix
-from diffrec_jax.models import FitData, UserBatch
 from diffrec_jax.models.search_spaces import SEARCH_SPACES
+from diffrec_jax.protocol import FitData, UserBatch
 from diffrec_jax.tuning.space import check_space
 
 BASELINES = [
@@ -87,5 +87,6 @@ def test_corners_of_the_space_fit_and_score(tiny, name, which):
 @pytest.mark.parametrize("which", ["lo", "hi"])
 @pytest.mark.parametrize("name", ["sasrec", "sasrec+", "gru4rec", "adrec", "diffurec", "dreamrec"])
 def test_corners_of_the_sequential_spaces_build(name, which):
-    model = models.get(name).build(**_corner(SEARCH_SPACES[name], which, int_cap=6))
-    assert model.input == "sequences"
+    spec = models.get(name)
+    model = spec.build(**_corner(SEARCH_SPACES[name], which, int_cap=6))
+    assert spec.input == "sequences" and model.name == name

@@ -12,8 +12,8 @@ import scipy.sparse as sp
 from diffrec_jax import models
 from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models import FitData, UserBatch
 from diffrec_jax.models.slim import slim_weights
+from diffrec_jax.protocol import FitData, UserBatch
 
 
 def brute_force(x, alpha, l1_ratio):

@@ -15,10 +15,10 @@ from diffrec_jax.errors import ConfigError, DataError
 from diffrec_jax.models import diffrec as diffrec_model
 from diffrec_jax.models.tdiffrec import (
     chronological_rank,
-    tdiffrec_recommender,
     time_weighted,
     time_weighted_split,
 )
+from diffrec_jax.protocol import FitData
 
 
 def random_matrix(seed, n_users=30, n_items=25, timestamps=True, ties=False):
@@ -136,20 +136,22 @@ def test_recommender_and_registry():
     }
     model = spec.build(w_min=0.5, batch_size=64, dims=(16,))
     assert model.name == "tdiffrec" and model.hparams["w_min"] == 0.5
-    assert model.train_config.batch_size == 64
-    assert model.trainable is not None and model.prepare is not None
+    assert spec.kind == "trained" and spec.trainable is not None and spec.prepare is not None
     split = load_dataset("synthetic-small", n_users=60, n_items=40).split
+    prepared = spec.prepare(split, model.hparams)
     np.testing.assert_array_equal(
-        model.prepare(split).train.csr.data, time_weighted(split.train, 0.5, 1.0).csr.data
+        prepared.train.csr.data, time_weighted(split.train, 0.5, 1.0).csr.data
     )
+    plan = spec.train_plan(model.hparams, FitData(prepared.train, prepared.valid))
+    assert plan is not None and plan.config.batch_size == 64
     # DiffRec itself has no data transform.
-    assert models.get("diffrec").build().prepare is None
+    assert models.get("diffrec").prepare is None
     with pytest.raises(ConfigError, match="w_min"):
-        tdiffrec_recommender(w_min=2.0, w_max=1.0)
+        spec.build(w_min=2.0, w_max=1.0)
     with pytest.raises(ConfigError, match="time order 'random'"):
         spec.build(time_order="random")
     with pytest.raises(ConfigError, match="no hyperparameter"):
-        tdiffrec_recommender(w_middle=0.3)
+        spec.build(w_middle=0.3)
 
 
 ML1M = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "diffrec-ml-1m_clean"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from diffrec_jax.errors import ConfigError, DataError
-from diffrec_jax.models import kmeans as km
+from diffrec_jax.nn import kmeans as km
 
 
 def _blobs(seed, n=120, d=5, k=3, spread=4.0):

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffrec_jax.models.layers import dropout, dropout_keep, torch_adam
+from diffrec_jax.nn.layers import dropout, dropout_keep, torch_adam
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])

@@ -10,10 +10,9 @@ import pytest
 
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.models import adrec as A
-from diffrec_jax.models import packing
 from diffrec_jax.models import sasrec as S
-from diffrec_jax.models.base import StepInfo
-from diffrec_jax.models.seqbase import SeqBatch
+from diffrec_jax.nn import packing
+from diffrec_jax.protocol import SeqBatch, StepInfo
 
 N_ITEMS, L = 17, 10
 

@@ -21,7 +21,7 @@ from np_transformer import (
 )
 
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models import transformer as tf
+from diffrec_jax.nn import transformer as tf
 
 D, H, L, B = 8, 2, 6, 3
 

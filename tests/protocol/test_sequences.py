@@ -7,7 +7,7 @@ import pytest
 
 from diffrec_jax.data.sequences import SequenceDataset
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.models.seqbase import (
+from diffrec_jax.protocol import (
     SeqBatch,
     SeqExamples,
     SeqFitData,

@@ -20,8 +20,8 @@ import numpy as np
 from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.diffusion import gaussian
 from diffrec_jax.evaluation import Evaluator
-from diffrec_jax.models.base import FitData, Trainable
 from diffrec_jax.models.diffrec import diffrec
+from diffrec_jax.protocol import FitData, Trainable
 from diffrec_jax.train import TrainConfig, sharding, train
 
 # 300 users in batches of 40 (divisible by 8): 8 steps per epoch, the last one padded. No

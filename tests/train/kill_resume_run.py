@@ -22,8 +22,8 @@ import numpy as np
 
 from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.evaluation import Evaluator
-from diffrec_jax.models.base import FitData
 from diffrec_jax.models.diffrec import diffrec
+from diffrec_jax.protocol import FitData
 from diffrec_jax.results import atomic_write, write_json_atomic
 from diffrec_jax.train import TrainConfig, train
 

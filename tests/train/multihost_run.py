@@ -42,8 +42,8 @@ def main() -> None:
     import numpy as np
 
     from diffrec_jax.data.datasets import load_dataset
-    from diffrec_jax.models.base import FitData
     from diffrec_jax.models.diffrec import diffrec
+    from diffrec_jax.protocol import FitData
     from diffrec_jax.train import TrainConfig, train
     from diffrec_jax.train.sharding import data_mesh
 

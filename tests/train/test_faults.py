@@ -6,6 +6,7 @@ A SIGKILLed training process is tested in test_kill_resume.py.
 from __future__ import annotations
 
 import shutil
+import time
 
 import jax
 import numpy as np
@@ -67,13 +68,25 @@ def test_a_half_written_checkpoint_is_never_resumed(data, uninterrupted, tmp_pat
     # A process killed while saving epoch 3 leaves orbax's temporary directory (here a full
     # copy of epoch 2 under epoch 3's temporary name, so resuming it would show).
     stale = tmp_path / "3.orbax-checkpoint-tmp-1764000000123456"
-    # (orbax may still be removing the per-process parts of epoch 2 in the background)
-    shutil.copytree(tmp_path / "2", stale, ignore=shutil.ignore_patterns("ocdbt.process_*"))
+
+    def leave_stale():
+        # (orbax may still be removing the per-process parts of epoch 2 in the background)
+        shutil.copytree(tmp_path / "2", stale, ignore=shutil.ignore_patterns("ocdbt.process_*"))
+
+    leave_stale()
     ckpt = Checkpointer(tmp_path, keep=5)
     try:
         assert ckpt.latest_epoch() == 2 and ckpt.all_epochs() == [1, 2]
     finally:
         ckpt.close()
+    # Opening the directory deletes the leftover in the background, and orbax's close() does
+    # not wait for that: let it finish (else it races the resumed run's own cleanup of the same
+    # directory), then leave the leftover again for the resumed run to find.
+    deadline = time.monotonic() + 60
+    while stale.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not stale.exists()
+    leave_stale()
     epochs = []
     resumed = train(toy_autoencoder(), data, config, on_epoch=lambda r: epochs.append(r.epoch))
     assert epochs == [3, 4]

@@ -13,12 +13,16 @@ from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError, DiffrecError
 from diffrec_jax.evaluation import Evaluator
-from diffrec_jax.models.base import FitData, Recommender
+from diffrec_jax.models import ModelSpec
+from diffrec_jax.protocol import FitData, Recommender
 from diffrec_jax.train import (
     TrainConfig,
     TrainingDiverged,
+    TrainPlan,
+    fit_plan,
+    run_plan,
     train,
-    trained_recommender,
+    training_record,
     validation_evaluator,
 )
 
@@ -206,9 +210,45 @@ def test_nan_loss_stops_with_step_and_epoch_and_keeps_last_checkpoint(data, tmp_
     assert all(np.isfinite(x).all() for x in leaves(resumed.state.params))
 
 
-def test_trained_recommender_plugs_into_the_recommender_protocol(reference, data):
+def without_seconds(record):
+    record = {k: v for k, v in record.items() if k != "seconds_per_epoch"}
+    record["history"] = [{k: v for k, v in r.items() if k != "seconds"} for r in record["history"]]
+    return record
+
+
+def test_train_plan_fits_as_the_loop_and_takes_overrides(reference, data):
     toy = toy_autoencoder()
-    model = trained_recommender("toy", {"latent": 8}, toy, CONFIG)
-    assert isinstance(model, Recommender) and model.score is toy.score
-    params = model.fit(data, jax.random.key(3))
+    plan = TrainPlan(toy, CONFIG)
+    params, record = fit_plan(plan, data, jax.random.key(3))
     assert_trees_equal(params, reference.params)
+    assert without_seconds(record) == without_seconds(training_record(reference))
+    assert record["epochs"] == 4 and record["best_epoch"] == reference.best_epoch
+    # Overrides replace fields of the plan's config (the plan itself is unchanged).
+    short = run_plan(plan, data, jax.random.key(3), overrides={"max_epochs": 2})
+    assert [r.epoch for r in short.history] == [1, 2] and plan.config.max_epochs == 4
+    assert short.history[0].loss == reference.history[0].loss
+
+
+def test_trained_model_spec_plugs_into_the_recommender_protocol(reference, data):
+    spec = ModelSpec(
+        "toy",
+        {"latent": 8, "batch_size": 16, "max_epochs": 4, "eval_every": 2, "patience": None},
+        kind="trained",
+        trainable=toy_autoencoder,
+    )
+    model = spec.build()
+    assert isinstance(model, Recommender) and model.hparams["latent"] == 8
+    plan = spec.train_plan(model.hparams, data)
+    assert plan.config == CONFIG.replace(seed=0, eval_batch_size=None)
+    # With the rest of CONFIG as overrides, the fit is the loop's on CONFIG.
+    params, record = spec.fit_with_record(
+        model.hparams, data, jax.random.key(3), overrides={"eval_batch_size": 16, "seed": 3}
+    )
+    assert_trees_equal(params, reference.params)
+    assert record["best_epoch"] == reference.best_epoch
+    # Recommender.fit is fit_with_record's params: the plan's fit.
+    assert_trees_equal(
+        model.fit(data, jax.random.key(3)), fit_plan(plan, data, jax.random.key(3))[0]
+    )
+    with pytest.raises(ConfigError, match="nope"):
+        spec.build(nope=1)

@@ -13,7 +13,7 @@ import optax
 import scipy.sparse as sp
 
 from diffrec_jax.data.interactions import InteractionMatrix
-from diffrec_jax.models.base import FitData, Trainable, mean_over_rows, row_weights
+from diffrec_jax.protocol import FitData, Trainable, mean_over_rows, row_weights
 
 
 @jax.custom_vjp
