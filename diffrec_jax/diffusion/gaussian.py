@@ -631,11 +631,11 @@ def p_sample(
     if needs_key and key is None:
         raise ConfigError(f"p_sample needs a key when {steps_from=} > 0 or {sampling_noise=}")
     start_key = step_keys = None
-    if needs_key:
+    if key is not None and needs_key:
         start_key, step_keys = reverse_keys(key)
     batch = x_start.shape[:1]
     x = x_start
-    if steps_from > 0:
+    if start_key is not None:  # steps_from > 0
         t0 = jnp.full(batch, steps_from - 1, jnp.int32)
         x = q_sample(diff, x_start, t0, normal(start_key, x_start.shape, x_start.dtype))
 

@@ -422,14 +422,16 @@ def loss_terms(
     k_hist, k_den = jax.random.split(k_drop)
     w = _row_weights(batch)
     b, length = batch.history.shape
-    tvalid = batch.targets != pad
+    all_targets = batch.targets
+    assert all_targets is not None, "training batches carry their targets"
+    tvalid = all_targets != pad
     t, noise = diffusion_draws(k_draw, tvalid, cfg.d, cfg.steps)
     w_token = sasrec_model.token_weights(w, batch.targets, pad)
     n_rows = packing.rows(b, cfg.pack_ratio)
     plan = packing.plan(batch.history != pad, n_rows) if n_rows else None
 
     def terms(layout: packing.Packing) -> tuple[jax.Array, jax.Array]:
-        targets = packing.gather(batch.targets, layout, pad)
+        targets = packing.gather(all_targets, layout, pad)
         t_l = packing.gather(t, layout, 0)
         tv = targets != pad
         rep, valid = encode_history(
@@ -450,7 +452,10 @@ def loss_terms(
 
 
 def _tree_vdot(a, b) -> jax.Array:
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+    out = jnp.zeros((), jnp.float32)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        out = out + jnp.vdot(x, y)
+    return out
 
 
 def pcgrad_combine(g1, g2):
@@ -868,6 +873,7 @@ def fit_stages(
     config = _base_config(values).replace(**overrides)
     # The stages share the examples and the validation (stage 3's Trainable stands in).
     plan = seq_plan(adrec_trainable(cfg, **opt), config, data, max_len=max_len, examples="sequence")
+    assert plan.source is not None and plan.evaluator is not None  # seq_plan sets both
     source, evaluator = plan.source, plan.evaluator(config)
     k1, k2, k3 = jax.random.split(key, 3)
 

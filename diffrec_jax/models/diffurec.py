@@ -210,8 +210,9 @@ def approximator(
         x = tfm.block(
             p, x, q_mask, n_heads, pre_ln=True, key=keys[2 * i], rate=rate, eps=LN_EPS, kv=kv
         )
-        if keys[2 * i + 1] is not None and rate > 0:
-            x = layers.dropout(keys[2 * i + 1], x, rate)  # TransformerBlock's output dropout
+        drop_key = keys[2 * i + 1]
+        if drop_key is not None and rate > 0:
+            x = layers.dropout(drop_key, x, rate)  # TransformerBlock's output dropout
         if pad_attention == "masked" and i < n - 1:
             x = x * m  # (the last position is always a real item)
     last = x[:, -1, :]
@@ -420,6 +421,7 @@ def diffurec(
         n_items = table.shape[0] - 1
         history = batch.history
         b, n = history.shape
+        assert batch.targets is not None, "training batches carry their targets"
         target = batch.targets[:, 0]
         t, eps, lam_noise, k_emb, k_drop = training_draws(key, b, n, d, steps)
         x0 = jnp.take(table, target, axis=0)

@@ -354,6 +354,7 @@ def dreamrec(
         table = params["item_emb"]
         pad = table.shape[0] - 1
         b = batch.history.shape[0]
+        assert batch.targets is not None, "training batches carry their targets"
         target = batch.targets[:, 0]
         t, eps, keep, k_drop = training_draws(key, b, d, steps, p_uncond)
         h = guidance(params, batch.history, key=k_drop, rate=dropout)
