@@ -11,7 +11,8 @@ import numpy as np
 import optax
 import pytest
 
-from diffrec_jax import models
+from diffrec_jax import models, train
+from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.diffusion import gaussian as gd
 from diffrec_jax.diffusion import schedules
 from diffrec_jax.errors import ConfigError
@@ -20,14 +21,21 @@ from diffrec_jax.models.diffrec import (
     denoise,
     denoiser_sizes,
     diffrec,
-    diffrec_recommender,
     init_denoiser,
 )
 from diffrec_jax.nn import layers
-from diffrec_jax.protocol import StepInfo, Trainable, UserBatch
+from diffrec_jax.protocol import FitData, StepInfo, Trainable, UserBatch
 from diffrec_jax.train import EarlyStopping, early_stopping_update, should_stop
 
 INFO = StepInfo(jnp.int32(0), jnp.int32(0))
+
+
+def _matrix(n_items: int) -> InteractionMatrix:
+    """A small train matrix of 6 users over `n_items` items."""
+    users = np.repeat(np.arange(6), 3)
+    items = (np.arange(18) * 7) % n_items
+    return InteractionMatrix.from_arrays(users, items, shape=(6, n_items))
+
 
 # --- numpy float64 transcription of DNN.forward (eval mode) ---
 
@@ -459,22 +467,24 @@ def test_recommender_defaults_and_training_hparams():
         "patience",
     }
     assert spec.defaults["batch_size"] == 400 and spec.defaults["max_epochs"] == 1000
+    assert spec.kind == "trained" and spec.prepare is None and spec.diffusion == "gaussian"
     model = spec.build(lr=3e-4, batch_size=64, patience=2, dims=(16,))
-    assert model.name == "diffrec" and model.prepare is None
+    assert model.name == "diffrec"
     assert model.hparams["lr"] == 3e-4 and model.hparams["dims"] == (16,)
-    config = model.train_config
+    plan = spec.train_plan(model.hparams, FitData(_matrix(25)))
+    config = plan.config
     assert (config.batch_size, config.max_epochs, config.eval_every, config.patience) == (
         64,
         1000,
         5,
         2,
     )
-    params, _ = jax.eval_shape(lambda k: model.trainable.init(k, 25), jax.random.key(0))
+    params, _ = jax.eval_shape(lambda k: plan.trainable.init(k, 25), jax.random.key(0))
     assert params["mlp"][0]["w"].shape == (35, 16)
     with pytest.raises(ConfigError, match="no hyperparameter"):
-        diffrec_recommender(learning_rate=1.0)
+        spec.build(learning_rate=1.0)
     with pytest.raises(ConfigError, match="batch_size"):
-        diffrec_recommender(batch_size=0)
+        spec.build(batch_size=0)
 
 
 def _original_early_stopping(metrics, max_epochs):
@@ -492,7 +502,7 @@ def _original_early_stopping(metrics, max_epochs):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_early_stopping_matches_the_original(seed):
-    config = diffrec_recommender().train_config
+    config = train.row_train_config(models.get("diffrec").hparams())
     rng = np.random.default_rng(seed)
     max_epochs = 200
     # A random walk (rounded: ties are not improvements): new bests at irregular gaps.
