@@ -21,6 +21,7 @@ the user-facing entry points (``load_dataset`` specs, ``run``/``tune`` configs, 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import io
 import os
 import pickle
@@ -779,4 +780,20 @@ SCRIPT_CASES = [
     ),
 ]
 
-CASES: list[Case] = TEXT_CASES + NPY_CASES + REGISTRY_CASES + FLAG_CASES + SCRIPT_CASES
+
+def _topic_cases() -> tuple[list[Case], list[Case]]:
+    """The cases of every ``cases_<topic>.py`` module beside this one (its ``CASES`` list):
+    (in-process cases, script cases)."""
+    in_process, scripts = [], []
+    for path in sorted(Path(__file__).parent.glob("cases_*.py")):
+        module = importlib.import_module(path.stem)
+        for case in module.CASES:
+            (scripts if case.script is not None else in_process).append(case)
+    return in_process, scripts
+
+
+_TOPIC_CASES, _TOPIC_SCRIPT_CASES = _topic_cases()
+SCRIPT_CASES += _TOPIC_SCRIPT_CASES
+CASES: list[Case] = (
+    TEXT_CASES + NPY_CASES + REGISTRY_CASES + FLAG_CASES + _TOPIC_CASES + SCRIPT_CASES
+)
