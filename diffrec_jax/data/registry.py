@@ -25,14 +25,27 @@ MovieLens names also answer to ``movielens-100k``, ``movielens-1m``, ... .
 Cache: ``cache_dir`` argument, else the ``DIFFREC_JAX_CACHE`` environment variable, else
 ``~/.cache/diffrec_jax``. A dataset lives in ``<cache>/<name>/``: the downloaded file under its
 own name and the extracted ratings file. A download goes to a temporary file in that folder,
-is checked (complete, sha256) and only then renamed into place (``os.replace``), so the cache
-never holds a partial or unverified download; extraction is atomic the same way. Once the
-ratings file is there, no request is made.
+is checked (complete, sha256), the ratings file is extracted from it (which also proves a
+``.gz`` complete: a transfer cut short without a Content-Length header fails the gzip
+end-of-stream or CRC check) and only then are both renamed into place (``os.replace``), so the
+cache never holds a partial or unverified download; extraction is atomic the same way. Once
+the ratings file is there, no request is made.
 
 Checksums: the MovieLens sha256 sums are the ones published in TensorFlow Datasets' URL
 checksum list (tensorflow_datasets/url_checksums/movielens.txt). No sha256 is published for
-the Amazon files: their entries have ``sha256=None``; a download then prints "checksum
-unknown: verify manually" with the computed sha256, and is kept.
+the Amazon files (fetched over https from snap.stanford.edu): their entries have
+``sha256=None``, and such a file is downloaded only on an explicit opt-in,
+``fetch(..., allow_unverified=True)`` or ``$DIFFREC_JAX_ALLOW_UNVERIFIED=1`` (for
+``load_dataset`` and the scripts); without it a :class:`~diffrec_jax.errors.DataError` says so
+before any request. An opted-in download is kept and `log` gets "checksum unknown: verify
+manually" with its computed sha256, to check and pin. A file placed by hand needs no opt-in.
+
+Limits: ``timeout`` (default one hour) is the deadline of the whole download, checked between
+reads, and each read waits at most ``min(timeout, STALL_TIMEOUT)`` seconds, so a server that
+trickles bytes cannot hold a download longer. Extraction is a stream that stops at
+``max_ratio`` (default 100) times the archive's size or ``max_extracted`` bytes (default
+16 GiB), whichever is smaller; past it a DataError names the file and the limit and nothing
+is extracted (real ratings files are under 10 times their archive).
 
 Offline: any network failure raises :class:`~diffrec_jax.errors.DataError` naming the URL and
 the exact cache path where the file can be placed by hand (it is verified and extracted on the
@@ -47,21 +60,28 @@ import gzip
 import hashlib
 import http.client
 import os
-import shutil
+import socket
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO, cast
 
 from diffrec_jax.errors import ConfigError, DataError
 
 CACHE_ENV = "DIFFREC_JAX_CACHE"
 DEFAULT_CACHE = Path("~") / ".cache" / "diffrec_jax"
 CHUNK = 1 << 20
+ALLOW_UNVERIFIED_ENV = "DIFFREC_JAX_ALLOW_UNVERIFIED"
+DEFAULT_TIMEOUT = 3600.0  # seconds for the whole download (ml-25m is 262 MB)
+STALL_TIMEOUT = 60.0  # seconds one read may wait for data
+DEFAULT_MAX_RATIO = 100.0  # extracted bytes per archive byte; real data: under 10
+DEFAULT_MAX_EXTRACTED = 16 << 30  # bytes; the largest registry file, ml-25m ratings.csv, ~0.7 GB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +123,7 @@ _MOVIELENS_LICENSE = (
     "GroupLens research use terms: no commercial use, no redistribution without permission, "
     "cite F. M. Harper and J. A. Konstan, ACM TiiS 2015"
 )
-_AMAZON_2014 = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/"
+_AMAZON_2014 = "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles/"
 _AMAZON_LICENSE = (
     "research use; cite R. He and J. McAuley, WWW 2016 and J. McAuley et al., SIGIR 2015"
 )
@@ -261,6 +281,57 @@ def _manual_hint(url: str, dest: Path) -> str:
     )
 
 
+def _check_options(timeout: object, max_ratio: object = None, max_extracted: object = None) -> None:
+    """ConfigError for a bad `timeout`, `max_ratio` or `max_extracted` argument."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ConfigError(
+            f"timeout={timeout!r}; expected a positive number of seconds (the deadline of the "
+            "whole download)"
+        )
+    if max_ratio is not None and (
+        isinstance(max_ratio, bool) or not isinstance(max_ratio, int | float) or not max_ratio > 0
+    ):
+        raise ConfigError(
+            f"max_ratio={max_ratio!r}; expected a positive number (at most this many extracted "
+            "bytes per byte of the archive) or None"
+        )
+    if max_extracted is not None and (
+        not isinstance(max_extracted, int) or isinstance(max_extracted, bool) or max_extracted <= 0
+    ):
+        raise ConfigError(
+            f"max_extracted={max_extracted!r}; expected a positive number of bytes or None"
+        )
+
+
+def _allows_unverified(allow_unverified: bool) -> bool:
+    return allow_unverified or os.environ.get(ALLOW_UNVERIFIED_ENV, "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+    )
+
+
+def _require_opt_in(url: str, dest: Path, allow_unverified: bool) -> None:
+    """DataError unless downloading a file without a sha256 was explicitly allowed."""
+    if _allows_unverified(allow_unverified):
+        return
+    raise DataError(
+        f"{url} has no published sha256, so its download cannot be verified and it is not "
+        "downloaded without an explicit opt-in: pass allow_unverified=True (to "
+        f"registry.fetch or registry.download) or set {ALLOW_UNVERIFIED_ENV}=1; the sha256 of "
+        "what was downloaded is then printed so you can check and pin it. Nothing was "
+        "requested; or, " + _manual_hint(url, dest)
+    )
+
+
+def _unverified_line(url: str, received: int, actual: str, dest: Path) -> str:
+    return (
+        f"checksum unknown: verify manually. {url} ({received} bytes) has sha256 {actual}; "
+        f"kept at {dest}; once checked, pin it (sha256='{actual}') so that later downloads "
+        "are verified"
+    )
+
+
 @contextlib.contextmanager
 def _temporary_beside(dest: Path):
     """A temporary file in dest's folder, removed unless the caller renamed it away."""
@@ -274,108 +345,217 @@ def _temporary_beside(dest: Path):
             os.unlink(tmp)
 
 
+def _sync(out: IO[bytes]) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+
+
+def _socket_of(response: object) -> socket.socket | None:
+    """The socket under an http.client response (to bound each read by the deadline)."""
+    raw = getattr(getattr(response, "fp", None), "raw", None)
+    sock = getattr(raw, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _too_slow(url: str, timeout: float, received: int, dest: Path) -> DataError:
+    return DataError(
+        f"the download of {url} did not finish within timeout={timeout:g} s (the deadline of "
+        f"the whole download; {received} bytes received); nothing was cached; pass a larger "
+        "timeout=, or " + _manual_hint(url, dest)
+    )
+
+
+def _receive(url: str, out: IO[bytes], dest: Path, *, timeout: float) -> tuple[str, int]:
+    """Writes the body of `url` to `out`, all of it within `timeout` seconds.
+
+    Each read waits at most min(timeout, STALL_TIMEOUT) seconds and never past the deadline;
+    the deadline is checked between reads, so a server that trickles bytes cannot hold the
+    download longer than `timeout`.
+
+    Returns:
+      (hex sha256 of the body, its length).
+
+    Raises:
+      DataError: HTTP error, network failure, deadline passed, stalled or truncated transfer.
+    """
+    deadline = time.monotonic() + timeout
+    stall = min(timeout, STALL_TIMEOUT)
+    digest, received, announced, by_deadline = hashlib.sha256(), 0, None, False
+    try:
+        with urllib.request.urlopen(url, timeout=stall) as response:
+            length = response.headers.get("Content-Length")
+            announced = int(length) if length and length.strip().isdigit() else None
+            sock = _socket_of(response)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _too_slow(url, timeout, received, dest)
+                by_deadline = remaining < stall
+                if sock is not None:
+                    sock.settimeout(min(stall, remaining))
+                chunk = response.read1(CHUNK)  # what has arrived: never waits for a full CHUNK
+                if not chunk:
+                    break
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+    except urllib.error.HTTPError as e:
+        e.close()
+        raise DataError(
+            f"cannot download {url}: HTTP {e.code} {e.reason}; nothing was cached; "
+            + _manual_hint(url, dest)
+        ) from None
+    except http.client.IncompleteRead as e:
+        raise DataError(
+            f"incomplete download of {url}: the connection closed after "
+            f"{received + len(e.partial)} bytes, {e.expected} more were expected; nothing "
+            "was cached; try again, or " + _manual_hint(url, dest)
+        ) from None
+    except TimeoutError:
+        if by_deadline or time.monotonic() >= deadline:
+            raise _too_slow(url, timeout, received, dest) from None
+        raise DataError(
+            f"the download of {url} stalled: no data for {stall:g} s ({received} bytes "
+            "received); nothing was cached; try again, or " + _manual_hint(url, dest)
+        ) from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        reason = getattr(e, "reason", None) or e
+        raise DataError(
+            f"cannot download {url} ({reason}); no network? Nothing was cached; "
+            + _manual_hint(url, dest)
+        ) from None
+    if announced is not None and received != announced:
+        raise DataError(
+            f"incomplete download of {url}: received {received} of {announced} bytes "
+            "(the connection closed early); nothing was cached; try again, or "
+            + _manual_hint(url, dest)
+        )
+    return digest.hexdigest(), received
+
+
+def _verify(url: str, actual: str, received: int, sha256: str | None) -> None:
+    if sha256 is not None and actual != sha256.lower():
+        raise DataError(
+            f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual} "
+            f"({received} bytes); the download was discarded and nothing was cached"
+        )
+
+
 def download(
     url: str,
     dest: str | os.PathLike,
     *,
     sha256: str | None,
-    timeout: float = 60.0,
+    timeout: float = DEFAULT_TIMEOUT,
+    allow_unverified: bool = False,
     log: Callable[[str], None] = _stderr,
 ) -> Path:
     """Downloads `url` to `dest` atomically and returns `dest`.
 
     The body goes to a temporary file beside `dest`; it is renamed onto `dest` only when it is
-    complete (as many bytes as the Content-Length header announced) and its sha256 matches
-    `sha256`. With ``sha256=None`` the file is kept and `log` gets "checksum unknown: verify
-    manually" with the computed sha256.
+    complete (as many bytes as the Content-Length header announced), arrived within `timeout`
+    and its sha256 matches `sha256`. ``sha256=None`` needs ``allow_unverified=True`` (or
+    ``$DIFFREC_JAX_ALLOW_UNVERIFIED=1``); the file is then kept and `log` gets "checksum
+    unknown: verify manually" with the computed sha256, to check and pin.
+
+    Args:
+      timeout: seconds the whole download may take (each read also gives up after
+        min(timeout, STALL_TIMEOUT) seconds without data).
 
     Raises:
-      DataError: HTTP error status, network failure (naming the URL and how to place the file
-        by hand), truncated transfer or checksum mismatch; nothing is left at `dest`.
+      ConfigError: a bad `timeout`.
+      DataError: no sha256 and no opt-in (before any request), HTTP error status, network
+        failure (naming the URL and how to place the file by hand), deadline passed,
+        truncated transfer or checksum mismatch; nothing is left at `dest`.
     """
+    _check_options(timeout)
     dest = Path(dest)
+    if sha256 is None:
+        _require_opt_in(url, dest, allow_unverified)
     with _temporary_beside(dest) as (out, tmp):
-        digest, received, announced = hashlib.sha256(), 0, None
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                length = response.headers.get("Content-Length")
-                announced = int(length) if length and length.strip().isdigit() else None
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-        except urllib.error.HTTPError as e:
-            e.close()
-            raise DataError(
-                f"cannot download {url}: HTTP {e.code} {e.reason}; nothing was cached; "
-                + _manual_hint(url, dest)
-            ) from None
-        except http.client.IncompleteRead as e:
-            raise DataError(
-                f"incomplete download of {url}: the connection closed after "
-                f"{received + len(e.partial)} bytes, {e.expected} more were expected; nothing "
-                "was cached; try again, or " + _manual_hint(url, dest)
-            ) from None
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-            reason = getattr(e, "reason", None) or e
-            raise DataError(
-                f"cannot download {url} ({reason}); no network? Nothing was cached; "
-                + _manual_hint(url, dest)
-            ) from None
-        out.flush()
-        os.fsync(out.fileno())
-        if announced is not None and received != announced:
-            raise DataError(
-                f"incomplete download of {url}: received {received} of {announced} bytes "
-                "(the connection closed early); nothing was cached; try again, or "
-                + _manual_hint(url, dest)
-            )
-        actual = digest.hexdigest()
-        if sha256 is None:
-            log(
-                f"checksum unknown: verify manually. {url} ({received} bytes) has sha256 "
-                f"{actual}; kept at {dest}"
-            )
-        elif actual != sha256.lower():
-            raise DataError(
-                f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual} "
-                f"({received} bytes); the download was discarded and nothing was cached"
-            )
+        actual, received = _receive(url, out, dest, timeout=timeout)
+        _sync(out)
+        _verify(url, actual, received, sha256)
         os.replace(tmp, dest)
+    if sha256 is None:
+        log(_unverified_line(url, received, actual, dest))
     return dest
 
 
-def _extract(d: PublicDataset, archive: Path, dest: Path) -> None:
-    """Writes `d.member` of `archive` to `dest` atomically."""
+class _BadArchive(Exception):
+    """Why an archive could not be extracted; the caller names the file or URL."""
+
+
+def _extract(
+    d: PublicDataset,
+    archive: Path,
+    dest: Path,
+    *,
+    max_ratio: float | None,
+    max_extracted: int | None,
+) -> None:
+    """Writes `d.member` of `archive` (a zip or gzip file, as `d.filename` says) to `dest`
+    atomically, decompressing as a stream that stops at the size limit.
+
+    Raises:
+      _BadArchive: missing member, corrupt or truncated archive (zip CRC, gzip end-of-stream
+        marker and CRC are checked), or more than the limit: nothing is written to `dest`.
+    """
+    fmt = "zip" if d.filename.endswith(".zip") else "gzip"
+    size = archive.stat().st_size
+    limits = []
+    if max_ratio is not None:
+        limits.append((int(max_ratio * size), f"max_ratio={max_ratio:g} x the {size}-byte archive"))
+    if max_extracted is not None:
+        limits.append((max_extracted, f"max_extracted={max_extracted}"))
+    limit, why = min(limits) if limits else (None, "")
+
+    def too_large() -> _BadArchive:
+        return _BadArchive(
+            f"{d.member} decompresses to more than {limit} bytes ({why}); extraction stopped "
+            "there: a decompression bomb, or not the expected file? If it is genuine, pass a "
+            "larger max_ratio= or max_extracted= to registry.fetch"
+        )
+
     with _temporary_beside(dest) as (out, tmp):
         try:
-            if archive.name.endswith(".zip"):
-                with zipfile.ZipFile(archive) as zf:
+            with contextlib.ExitStack() as stack:
+                src: IO[bytes]
+                if fmt == "zip":
+                    zf = stack.enter_context(zipfile.ZipFile(archive))
                     try:
                         info = zf.getinfo(d.member)
                     except KeyError:
                         listed = ", ".join(zf.namelist()[:8])
-                        raise DataError(
+                        raise _BadArchive(
                             f"has no member {d.member!r} (it holds {listed}, ...); expected the "
-                            f"{d.title} archive from {d.url}; delete it to download it again",
-                            path=archive,
+                            f"{d.title} archive from {d.url}"
                         ) from None
-                    with zf.open(info) as src:
-                        shutil.copyfileobj(src, out, CHUNK)
-            else:
-                with gzip.open(archive, "rb") as src:
-                    shutil.copyfileobj(src, out, CHUNK)
-        except DataError:
-            raise
-        except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
-            fmt = "zip" if archive.name.endswith(".zip") else "gzip"
-            raise DataError(
-                f"cannot extract {d.member} ({e}); expected a complete {fmt} file; delete it to "
-                "download it again",
-                path=archive,
+                    if limit is not None and info.file_size > limit:
+                        raise too_large()
+                    src = stack.enter_context(zf.open(info))
+                else:
+                    src = stack.enter_context(cast(IO[bytes], gzip.open(archive, "rb")))
+                written = 0
+                while chunk := src.read(
+                    CHUNK if limit is None else min(CHUNK, limit + 1 - written)
+                ):
+                    written += len(chunk)
+                    if limit is not None and written > limit:
+                        raise too_large()
+                    out.write(chunk)
+        except (
+            zipfile.BadZipFile,
+            EOFError,
+            OSError,
+            zlib.error,
+            RuntimeError,
+            NotImplementedError,
+        ) as e:
+            raise _BadArchive(
+                f"cannot extract {d.member} ({e}); expected a complete {fmt} file"
             ) from None
-        out.flush()
-        os.fsync(out.fileno())
+        _sync(out)
         os.replace(tmp, dest)
 
 
@@ -384,27 +564,41 @@ def fetch(
     *,
     cache_dir: str | os.PathLike | None = None,
     download_missing: bool = True,
-    timeout: float = 60.0,
+    timeout: float = DEFAULT_TIMEOUT,
+    allow_unverified: bool = False,
+    max_ratio: float | None = DEFAULT_MAX_RATIO,
+    max_extracted: int | None = DEFAULT_MAX_EXTRACTED,
     log: Callable[[str], None] = _stderr,
 ) -> Path:
     """The path of the dataset's ratings file, downloading and extracting it when needed.
 
     Order: the extracted file in ``<cache>/<name>/`` (no request at all); else the downloaded
     file there (placed by hand, or left by an interrupted extraction: checked against the
-    published sha256, then extracted); else a download (:func:`download`), then extraction.
+    published sha256, then extracted); else a download, extracted from its temporary file
+    (which proves a ``.gz`` complete even when the server sent no Content-Length) before the
+    download and the extracted file are renamed into the cache.
 
     Args:
       dataset: a registry name or alias, or a :class:`PublicDataset`.
       cache_dir: the cache root (default: $DIFFREC_JAX_CACHE, else ~/.cache/diffrec_jax).
       download_missing: False raises instead of downloading.
-      timeout: seconds of network inactivity before giving up.
+      timeout: seconds the whole download may take (each read also gives up after
+        min(timeout, STALL_TIMEOUT) seconds without data).
+      allow_unverified: allow downloading an entry with no published sha256 (the Amazon
+        files); the computed sha256 is logged. ``$DIFFREC_JAX_ALLOW_UNVERIFIED=1`` does the
+        same (for callers such as ``load_dataset``). A file placed by hand needs no opt-in.
+      max_ratio: the extracted file may be at most this many times the archive's size
+        (None: no ratio limit).
+      max_extracted: the extracted file may be at most this many bytes (None: no limit).
       log: receives progress lines (stderr by default).
 
     Raises:
-      ConfigError: unknown name.
-      DataError: a manual-only dataset that is not in the cache (how to get it), download
-        failures (see :func:`download`), a cached file with the wrong checksum, a bad archive.
+      ConfigError: unknown name, bad `timeout`, `max_ratio` or `max_extracted`.
+      DataError: a manual-only dataset that is not in the cache (how to get it), no sha256
+        and no opt-in, download failures (see :func:`download`), a cached file with the wrong
+        checksum, a bad or truncated archive, an extracted file over the size limit.
     """
+    _check_options(timeout, max_ratio, max_extracted)
     d = get(dataset) if isinstance(dataset, str) else dataset
     folder = cache_dir_for(d, cache_dir)
     target = folder / d.member
@@ -416,26 +610,48 @@ def fetch(
             + (d.manual or "no download URL").format(path=target)
         )
     archive = folder / d.filename
-    if not archive.is_file():
-        if not download_missing:
-            raise DataError(
-                f"{d.title} is not in the cache ({archive}) and downloading is disabled; "
-                + _manual_hint(d.url, archive)
-            )
-        log(f"downloading {d.title} from {d.url} to {archive}")
-        download(d.url, archive, sha256=d.sha256, timeout=timeout, log=log)
-    elif d.sha256 is not None:
-        actual = sha256_of(archive)
-        if actual != d.sha256:
-            raise DataError(
-                f"sha256 {actual} does not match the published {d.sha256} of {d.url}; "
-                "expected the original file: delete it to download it again",
-                path=archive,
-            )
-    if archive == target:
+    if archive.is_file():
+        if d.sha256 is not None:
+            actual = sha256_of(archive)
+            if actual != d.sha256:
+                raise DataError(
+                    f"sha256 {actual} does not match the published {d.sha256} of {d.url}; "
+                    "expected the original file: delete it to download it again",
+                    path=archive,
+                )
+        if archive == target:
+            return target
+        log(f"extracting {d.member} from {archive}")
+        try:
+            _extract(d, archive, target, max_ratio=max_ratio, max_extracted=max_extracted)
+        except _BadArchive as e:
+            raise DataError(f"{e}; delete it to download it again", path=archive) from None
         return target
-    log(f"extracting {d.member} from {archive}")
-    _extract(d, archive, target)
+    if not download_missing:
+        raise DataError(
+            f"{d.title} is not in the cache ({archive}) and downloading is disabled; "
+            + _manual_hint(d.url, archive)
+        )
+    if d.sha256 is None:
+        _require_opt_in(d.url, archive, allow_unverified)
+    log(f"downloading {d.title} from {d.url} to {archive}")
+    with _temporary_beside(archive) as (out, tmp):
+        actual, received = _receive(d.url, out, archive, timeout=timeout)
+        _sync(out)
+        _verify(d.url, actual, received, d.sha256)
+        if archive != target:
+            log(f"extracting {d.member} from the download")
+            try:
+                _extract(d, tmp, target, max_ratio=max_ratio, max_extracted=max_extracted)
+            except _BadArchive as e:
+                raise DataError(
+                    f"the download of {d.url} was discarded: {e} (a transfer cut short without "
+                    "a Content-Length header shows up only here); nothing was cached; try "
+                    "again, or " + _manual_hint(d.url, archive)
+                ) from None
+        os.replace(tmp, archive)
+    if d.sha256 is None:
+        log(_unverified_line(d.url, received, actual, archive))
     return target
 
 

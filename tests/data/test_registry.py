@@ -2,7 +2,9 @@
 
 The server (http.server in a thread, on 127.0.0.1) serves a small MovieLens-like zip and an
 Amazon-like .json.gz that the tests build, a transfer that closes before its Content-Length,
-and 404s; a closed port stands for "no network". Nothing leaves the machine.
+.gz files without a Content-Length (whole, truncated, with a bad CRC), decompression bombs, a
+server that trickles bytes and one that stalls, and 404s; a closed port stands for "no
+network". Nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import re
 import socket
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,6 +52,10 @@ REVIEWS = "".join(
     for u, i, r, t in ROWS
 ).encode()
 REVIEWS_GZ = gzip.compress(REVIEWS)
+BAD_CRC_GZ = REVIEWS_GZ[:-8] + bytes(b ^ 0xFF for b in REVIEWS_GZ[-8:-4]) + REVIEWS_GZ[-4:]
+ZEROS = bytes(10 << 20)  # 10 MB that compress about 1000 times: a small decompression bomb
+BOMB_GZ = gzip.compress(ZEROS)
+BOMB_ZIP = _zip({"ml-test/u.data": ZEROS})
 
 
 def sha(data: bytes) -> str:
@@ -57,7 +64,18 @@ def sha(data: bytes) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.0: the connection closes after every response, so a short body is truncated.
-    routes = {"/ml-test.zip": ARCHIVE, "/reviews_Test_5.json.gz": REVIEWS_GZ}
+    routes = {
+        "/ml-test.zip": ARCHIVE,
+        "/reviews_Test_5.json.gz": REVIEWS_GZ,
+        "/bomb.json.gz": BOMB_GZ,
+        "/bomb.zip": BOMB_ZIP,
+    }
+    # Sent without a Content-Length: the body ends when the connection closes.
+    unannounced = {
+        "/whole.json.gz": REVIEWS_GZ,
+        "/truncated.json.gz": REVIEWS_GZ[: len(REVIEWS_GZ) // 2],
+        "/bad-crc.json.gz": BAD_CRC_GZ,
+    }
 
     def do_GET(self):
         self.server.requests.append(self.path)
@@ -66,6 +84,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(ARCHIVE) + 1000))
             self.end_headers()
             self.wfile.write(ARCHIVE[: len(ARCHIVE) // 2])
+            return
+        if self.path in ("/slow.zip", "/stall.zip"):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(ARCHIVE)))
+            self.end_headers()
+            self.wfile.flush()
+            # slow: one byte every 0.05 s (the whole file would take over a minute);
+            # stall: nothing for 3 s. Either stops once the client has hung up.
+            pause, steps = (0.05, len(ARCHIVE)) if self.path == "/slow.zip" else (3.0, 1)
+            try:
+                for k in range(steps):
+                    time.sleep(pause)
+                    self.wfile.write(ARCHIVE[k : k + 1])
+                    self.wfile.flush()
+            except OSError:
+                pass
+            return
+        if self.path in self.unannounced:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(self.unannounced[self.path])
             return
         body = self.routes.get(self.path)
         if body is None:
@@ -123,6 +162,21 @@ def movielens_entry(url: str, sha256: str | None = sha(ARCHIVE), **changes) -> P
         license="test data",
     )
     return dataclasses.replace(entry, **changes)
+
+
+def amazon_entry(url: str, sha256: str | None = None) -> PublicDataset:
+    return PublicDataset(
+        name="amazon-test",
+        title="Amazon test reviews",
+        url=url,
+        filename="reviews_Test_5.json.gz",
+        member="reviews_Test_5.json",
+        kind="amazon",
+        sha256=sha256,
+        size=None,
+        homepage="http://localhost/",
+        license="test data",
+    )
 
 
 def cached_files(root: Path) -> list[Path]:
@@ -206,14 +260,41 @@ def test_unknown_checksum_prints_the_sha256(server, requests, tmp_path):
     path = registry.fetch(
         movielens_entry(f"{base_url(server)}/ml-test.zip", sha256=None),
         cache_dir=tmp_path,
+        allow_unverified=True,
         log=lines.append,
     )
     assert path.read_bytes() == U_DATA
     (line,) = [x for x in lines if "checksum unknown" in x]
     assert "checksum unknown: verify manually" in line and sha(ARCHIVE) in line
+    assert f"pin it (sha256='{sha(ARCHIVE)}')" in line
 
 
-def test_default_log_goes_to_stderr(server, requests, tmp_path, capsys):
+def test_unverified_download_needs_an_opt_in(server, requests, tmp_path, monkeypatch):
+    monkeypatch.delenv(registry.ALLOW_UNVERIFIED_ENV, raising=False)
+    url = f"{base_url(server)}/ml-test.zip"
+    entry = movielens_entry(url, sha256=None)
+    for call in (
+        lambda: registry.fetch(entry, cache_dir=tmp_path, log=print),
+        lambda: registry.download(url, tmp_path / "ml-test.zip", sha256=None),
+    ):
+        with pytest.raises(DataError) as info:
+            call()
+        message = str(info.value)
+        assert url in message and "no published sha256" in message, message
+        assert "allow_unverified=True" in message and registry.ALLOW_UNVERIFIED_ENV in message
+        assert "Nothing was requested" in message
+    assert requests == [] and cached_files(tmp_path) == []
+    # The environment variable is the opt-in of callers that cannot pass the argument.
+    monkeypatch.setenv(registry.ALLOW_UNVERIFIED_ENV, "1")
+    lines = []
+    assert registry.fetch(entry, cache_dir=tmp_path, log=lines.append).read_bytes() == U_DATA
+    assert any(sha(ARCHIVE) in line for line in lines) and requests == ["/ml-test.zip"]
+    dest = registry.download(url, tmp_path / "x.zip", sha256=None, log=lines.append)
+    assert dest.read_bytes() == ARCHIVE
+
+
+def test_default_log_goes_to_stderr(server, requests, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(registry.ALLOW_UNVERIFIED_ENV, "1")
     registry.fetch(
         movielens_entry(f"{base_url(server)}/ml-test.zip", sha256=None), cache_dir=tmp_path
     )
@@ -254,18 +335,7 @@ def test_bad_archive(tmp_path, archive, words):
 
 
 def test_gz_download_loads_amazon_reviews(server, requests, tmp_path, monkeypatch):
-    entry = PublicDataset(
-        name="amazon-test",
-        title="Amazon test reviews",
-        url=f"{base_url(server)}/reviews_Test_5.json.gz",
-        filename="reviews_Test_5.json.gz",
-        member="reviews_Test_5.json",
-        kind="amazon",
-        sha256=sha(REVIEWS_GZ),
-        size=None,
-        homepage="http://localhost/",
-        license="test data",
-    )
+    entry = amazon_entry(f"{base_url(server)}/reviews_Test_5.json.gz", sha(REVIEWS_GZ))
     monkeypatch.setitem(registry.DATASETS, "amazon-test", entry)
     ds = load_dataset("amazon-test", cache_dir=tmp_path, split="temporal")
     assert (tmp_path / "amazon-test" / "reviews_Test_5.json").read_bytes() == REVIEWS
@@ -303,6 +373,104 @@ def test_yelp_is_manual_only(tmp_path):
     assert ds.name == "yelp" and ds.stats["interactions"] == len(ROWS)
 
 
+def test_gz_without_content_length(server, requests, tmp_path):
+    """Without a Content-Length only the gzip stream shows a transfer cut short: it is
+    decompressed from the temporary file, and nothing reaches the cache unless it is whole."""
+    whole = amazon_entry(f"{base_url(server)}/whole.json.gz")
+    path = registry.fetch(whole, cache_dir=tmp_path / "ok", allow_unverified=True, log=print)
+    assert path.read_bytes() == REVIEWS
+    assert (tmp_path / "ok" / "amazon-test" / "reviews_Test_5.json.gz").read_bytes() == REVIEWS_GZ
+    for route, why in [
+        ("/truncated.json.gz", "end-of-stream marker"),
+        ("/bad-crc.json.gz", "CRC check failed"),
+    ]:
+        url = base_url(server) + route
+        with pytest.raises(DataError) as info:
+            registry.fetch(amazon_entry(url), cache_dir=tmp_path, allow_unverified=True, log=print)
+        message = str(info.value)
+        assert f"the download of {url} was discarded" in message and why in message, message
+        assert "expected a complete gzip file" in message and "nothing was cached" in message
+        assert cached_files(tmp_path / "amazon-test") == []
+
+
+@pytest.mark.parametrize("route", ["/bomb.json.gz", "/bomb.zip"])
+def test_decompression_bomb_download(server, requests, tmp_path, route):
+    url = base_url(server) + route
+    entry = amazon_entry(url) if route.endswith(".gz") else movielens_entry(url, sha256=None)
+    with pytest.raises(DataError) as info:
+        registry.fetch(entry, cache_dir=tmp_path, allow_unverified=True, log=print)
+    message = str(info.value)
+    archive = len(BOMB_GZ if route.endswith(".gz") else BOMB_ZIP)
+    assert f"the download of {url} was discarded" in message, message
+    assert f"{entry.member} decompresses to more than {100 * archive} bytes" in message
+    assert f"max_ratio=100 x the {archive}-byte archive" in message
+    assert "decompression bomb" in message and "nothing was cached" in message
+    assert cached_files(tmp_path) == []
+
+
+def test_decompression_limits_of_a_placed_file(tmp_path):
+    folder = tmp_path / "amazon-test"
+    folder.mkdir()
+    (folder / "reviews_Test_5.json.gz").write_bytes(BOMB_GZ)
+    entry = amazon_entry(closed_port_url())
+    with pytest.raises(DataError) as info:
+        registry.fetch(entry, cache_dir=tmp_path, log=print)
+    assert str(info.value).startswith(f"{folder / 'reviews_Test_5.json.gz'}: ")
+    assert "max_ratio=100" in str(info.value)
+    (folder / "reviews_Test_5.json.gz").write_bytes(REVIEWS_GZ)
+    with pytest.raises(DataError, match=r"more than 1000 bytes \(max_extracted=1000\)"):
+        registry.fetch(entry, cache_dir=tmp_path, max_extracted=1000, log=print)
+    assert cached_files(tmp_path) == [folder / "reviews_Test_5.json.gz"]  # nothing extracted
+    path = registry.fetch(entry, cache_dir=tmp_path, max_extracted=len(REVIEWS), log=print)
+    assert path.read_bytes() == REVIEWS  # exactly at the limit is fine
+    path.unlink()
+    (folder / "reviews_Test_5.json.gz").write_bytes(BOMB_GZ)
+    path = registry.fetch(entry, cache_dir=tmp_path, max_ratio=None, max_extracted=None, log=print)
+    assert path.stat().st_size == len(ZEROS)  # limits off: the caller's explicit choice
+
+
+@pytest.mark.parametrize("route", ["/slow.zip", "/stall.zip"])
+def test_timeout_is_a_deadline_for_the_whole_download(server, requests, tmp_path, route):
+    url = base_url(server) + route
+    start = time.monotonic()
+    with pytest.raises(DataError) as info:
+        registry.fetch(movielens_entry(url), cache_dir=tmp_path, timeout=1, log=print)
+    elapsed = time.monotonic() - start
+    message = str(info.value)
+    assert f"the download of {url} did not finish within timeout=1 s" in message, message
+    assert "nothing was cached" in message and "place it at" in message
+    assert 0.9 < elapsed < 2.5, elapsed
+    assert cached_files(tmp_path) == []
+
+
+def test_stalled_download(server, requests, tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "STALL_TIMEOUT", 0.3)
+    url = base_url(server) + "/stall.zip"
+    start = time.monotonic()
+    with pytest.raises(DataError) as info:
+        registry.fetch(movielens_entry(url), cache_dir=tmp_path, timeout=30, log=print)
+    assert time.monotonic() - start < 2
+    message = str(info.value)
+    assert f"the download of {url} stalled: no data for 0.3 s" in message, message
+    assert cached_files(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("timeout", 0),
+        ("timeout", "60"),
+        ("max_ratio", -1),
+        ("max_ratio", True),
+        ("max_extracted", 1.5),
+        ("max_extracted", 0),
+    ],
+)
+def test_bad_limits(tmp_path, option, value):
+    with pytest.raises(ConfigError, match=re.escape(f"{option}={value!r}; expected")):
+        registry.fetch(movielens_entry(closed_port_url()), cache_dir=tmp_path, **{option: value})
+
+
 # -- the registry itself --------------------------------------------------------------------------
 
 
@@ -318,13 +486,15 @@ def test_registry_entries():
         assert d.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", d.sha256), name
         assert d.kind in ("movielens", "amazon", "yelp")
         if d.manual is None:
-            assert d.url.startswith(("https://", "http://")) and d.url.endswith(d.filename)
+            assert d.url.startswith("https://") and d.url.endswith(d.filename), d.url
         else:
             assert d.url is None and "{path}" in d.manual
     for size in ("100k", "1m", "20m"):  # published checksums
         d = registry.get(f"movielens-{size}")
         assert d.sha256 and d.url == f"https://files.grouplens.org/datasets/movielens/ml-{size}.zip"
-    assert registry.get("amazon-beauty").url.endswith("/reviews_Beauty_5.json.gz")
+    assert registry.get("amazon-beauty").url == (
+        "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles/reviews_Beauty_5.json.gz"
+    )
     assert registry.get("amazon-beauty").sha256 is None  # none published: verified by hand
     with pytest.raises(ConfigError, match="ml-1m"):
         registry.get("ml-2m")
