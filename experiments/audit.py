@@ -19,6 +19,11 @@ The report (markdown, PNG plots, results.json) goes to <output_dir>/report-<name
 on the command line override the configuration; changing the budget, the epoch cap or the
 method of a finished audit needs another output directory (the studies refuse other settings),
 while the seeds, the energy assumptions and the report are free to change.
+
+Bad input (an unknown flag, a stray argument, --seeds outside 1..1000, a configuration whose
+data_seed, tuning_seed or seeds are not in [0, 2**32)) is reported as one line "error: <message>"
+on stderr with exit status 2, before any training; --output_dir is checked to be writable before
+the data is loaded.
 """
 
 from __future__ import annotations
@@ -45,7 +50,9 @@ _OUTPUT_DIR = flags.DEFINE_string(
 )
 _BUDGET = flags.DEFINE_integer("budget", None, "Tuning trials per model (default: the config's).")
 _SEEDS = flags.DEFINE_integer(
-    "seeds", None, "Number S of training seeds of the re-runs; seeds 1..S (default: the config's)."
+    "seeds",
+    None,
+    "Number S of training seeds of the re-runs, 1 to 1000; seeds 1..S (default: the config's).",
 )
 _MAX_EPOCHS = flags.DEFINE_integer(
     "max_epochs", None, "Cap on the epochs of every gradient-trained model (scaled-down runs)."
@@ -74,10 +81,10 @@ _GRID = flags.DEFINE_float(
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     with cli.exit_on_error():
+        cli.no_positional(argv, "audit.py")
+        cli.seed_count(_SEEDS.value, "seeds")
         base = load_config(_CONFIG.value)
         config = scaled(
             base,
@@ -91,6 +98,12 @@ def main(argv: list[str]) -> None:
             smoke=_SMOKE.value,
             fixed=parse_fixed_flags(_FIXED.value, base.models),
         )
+        cli.check_config_seeds(
+            f"--config={_CONFIG.value!r}",
+            data_seed=config.data_seed,
+            tuning_seed=config.tuning_seed,
+            seeds=config.seeds,
+        )
         command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
         _, report_dir = run_audit(
             config, progress=lambda line: print(line, flush=True), command=command
@@ -99,4 +112,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

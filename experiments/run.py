@@ -12,6 +12,15 @@ EASE on the DiffRec ML-1M split with lambda picked on validation:
 A configuration written as code (flags given on the command line override its fields):
 
   python experiments/run.py --config=experiments/configs/diffrec_ml1m.py --seeds=1,2,3,4,5
+
+The results file is <output_dir>/<dataset>__<models>__seed<seeds>__<hash>.json, <hash> a digest
+of the whole configuration: a run with other hyperparameters, options or protocol writes a new
+file; only the same configuration run again replaces its own file.
+
+Bad input (an unknown flag or value, a stray argument, a repeated seed, cutoff or
+hyperparameter, a cutoff above the number of items, an unwritable --output_dir, bad data) is
+reported as one line "error: <message>" on stderr with exit status 2, before any training, and
+no results file is written.
 """
 
 from __future__ import annotations
@@ -32,15 +41,31 @@ _MODEL = flags.DEFINE_list(
     f"Models to run, comma separated. Available: {model_zoo.available()}.",
 )
 _DATA = cli.define_data_flags()
-_SEEDS = flags.DEFINE_list("seeds", ["0"], "Model seeds; results report mean and std over them.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "results", "Directory of the results file.")
+_SEEDS = flags.DEFINE_list(
+    "seeds",
+    ["0"],
+    "Model seeds, distinct integers in [0, 2**32); results report mean and std over them.",
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir",
+    "results",
+    "Directory of the results file <dataset>__<models>__seed<seeds>__<config hash>.json (the "
+    "hash makes it unique per configuration: another configuration never overwrites it). "
+    "Checked to be writable before the data is loaded.",
+)
 _HP = flags.DEFINE_multi_string(
     "hp",
     [],
     "Hyperparameters, repeatable: name=v1,v2 or model.name=v1,v2; several values form "
-    "a grid searched on validation. Lists in brackets: dims=[200,600].",
+    "a grid searched on validation (give all values of a hyperparameter in one flag: a "
+    "second flag for the same one is refused). Lists in brackets: dims=[200,600].",
 )
-_KS = flags.DEFINE_list("ks", ["10", "20"], "Metric cutoffs.")
+_KS = flags.DEFINE_list(
+    "ks",
+    ["10", "20"],
+    "Metric cutoffs: distinct positive integers, none above the dataset's number of items "
+    "(refused, not clipped).",
+)
 _CONVENTION = flags.DEFINE_enum(
     "convention",
     "recbole",
@@ -51,7 +76,8 @@ _SELECT = flags.DEFINE_string("select_metric", "Recall@20", "Validation metric f
 _EXCLUDE_HISTORY = flags.DEFINE_bool(
     "exclude_history",
     False,
-    "Sequential models: never recommend an item of the input history (the papers do not).",
+    "Sequential models: never recommend an item of the input history (the papers do not). "
+    "Refused when no sequential model runs (it would do nothing).",
 )
 
 
@@ -69,13 +95,13 @@ def build_config() -> RunConfig:
     if present("dataset"):
         updates["dataset"] = _DATA.dataset.value
     if present("seeds"):
-        updates["seeds"] = cli.int_list(_SEEDS.value, "seeds")
+        updates["seeds"] = cli.seed_list(_SEEDS.value, "seeds")
     if present("data_seed"):
         updates["data_seed"] = _DATA.data_seed.value
     if present("output_dir"):
         updates["output_dir"] = _OUTPUT_DIR.value
     if present("ks"):
-        updates["ks"] = cli.int_list(_KS.value, "ks", positive=True)
+        updates["ks"] = cli.check_ks(_KS.value, "ks")
     if present("convention"):
         updates["convention"] = _CONVENTION.value
     if present("select_metric"):
@@ -96,10 +122,9 @@ def build_config() -> RunConfig:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     with cli.exit_on_error():
+        cli.no_positional(argv, "run.py")
         config = build_config()
         results, path = run(config)
     stats = results["dataset"]["stats"]

@@ -22,6 +22,7 @@ from diffrec_jax.experiment import (
     merge_results,
     parse_hparams,
     read_results,
+    results_name,
     run,
     summarize,
 )
@@ -32,9 +33,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_parse_hparams_types_and_targets():
-    hp = parse_hparams(["lam=1,2.5", "ease.lam=7"], ["toppop", "ease"])
+    hp = parse_hparams(["ease.lam=7"], ["toppop", "ease"])
     assert hp == {"toppop": {}, "ease": {"lam": [7.0]}}
     assert parse_hparams(["lam=1,2.5"], ["ease"]) == {"ease": {"lam": [1.0, 2.5]}}
+    # A second flag for one hyperparameter of a model is refused (it used to replace the first).
+    with pytest.raises(ConfigError, match=r"--hp='ease.lam=7'.*already set by --hp='lam=1,2.5'"):
+        parse_hparams(["lam=1,2.5", "ease.lam=7"], ["toppop", "ease"])
 
 
 @pytest.mark.parametrize(
@@ -249,3 +253,28 @@ def test_merge_script_writes_the_merged_file(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 2 and "is also in" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_results_file_name_is_unique_per_configuration(tmp_path):
+    """A run with other hyperparameters writes its own file; the same configuration run again
+    replaces its own (project issue 18: results files were overwritten silently)."""
+
+    def once(lam, output_dir=tmp_path):
+        config = RunConfig(
+            models=("ease",),
+            dataset="synthetic-small",
+            hparams={"ease": {"lam": [lam]}},
+            output_dir=str(output_dir),
+        )
+        path = run(config, progress=lambda _: None)[1]
+        assert path.name == results_name(config, "synthetic-small")
+        return path
+
+    first, other, again = once(1.0), once(5000.0), once(1.0)
+    assert first != other and first == again
+    assert first.name.startswith("synthetic-small__ease__seed0__") and first.suffix == ".json"
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted({first.name, other.name})
+    assert read_results(first)["config"]["hparams"]["ease"]["lam"] == [1.0]
+    assert read_results(other)["config"]["hparams"]["ease"]["lam"] == [5000.0]
+    # output_dir is not part of the configuration: the name does not depend on it.
+    assert once(1.0, tmp_path / "elsewhere").name == first.name

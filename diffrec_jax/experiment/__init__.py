@@ -19,6 +19,7 @@ from diffrec_jax.experiment.fitting import (
     without_history,
 )
 from diffrec_jax.experiment.hparams import (
+    check_once,
     flag_targets,
     format_hparams,
     grid,
@@ -27,17 +28,21 @@ from diffrec_jax.experiment.hparams import (
     split_top_level,
 )
 from diffrec_jax.experiment.results_files import (
+    check_merge_output,
     format_table,
     merge_results,
     read_results,
     summarize,
 )
-from diffrec_jax.experiment.run import RunConfig, load_config, run
+from diffrec_jax.experiment.run import RunConfig, check_ks, load_config, results_name, run
 
 __all__ = [
     "Fitted",
     "ModelInputs",
     "RunConfig",
+    "check_ks",
+    "check_merge_output",
+    "check_once",
     "fit",
     "flag_targets",
     "format_hparams",
@@ -49,6 +54,7 @@ __all__ = [
     "parse_hparams",
     "parse_value",
     "read_results",
+    "results_name",
     "run",
     "selection",
     "split_top_level",

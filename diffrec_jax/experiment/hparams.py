@@ -58,11 +58,16 @@ def parse_hparams(flags: Sequence[str], models: Sequence[str]) -> dict[str, dict
 
     Each flag is ``name=v1,v2,...`` (applies to every listed model that has `name`) or
     ``model.name=v1,...``. List-valued hyperparameters use brackets: ``dims=[200,600]``.
+    Several values of one hyperparameter go in one flag (``lam=1,5000``, a grid): a second
+    flag setting the same hyperparameter of a model (``--hp=lam=1 --hp=lam=5000``, or
+    ``lam=1`` and ``ease.lam=2``) is refused rather than silently replacing the first.
 
     Raises:
-      ConfigError: malformed flag, unknown model or hyperparameter, unparsable value.
+      ConfigError: malformed flag, unknown model or hyperparameter, unparsable value, or a
+        hyperparameter of a model given by two flags (both are named).
     """
     out: dict[str, dict[str, list]] = {m: {} for m in models}
+    given: dict[tuple[str, str], str] = {}
     for flag in flags:
         m = re.fullmatch(r"\s*(?:([\w+-]+)\.)?(\w+)\s*=(.*)", flag)
         if not m or not m.group(3).strip():
@@ -71,11 +76,25 @@ def parse_hparams(flags: Sequence[str], models: Sequence[str]) -> dict[str, dict
             )
         target, name, text = m.groups()
         for mod in flag_targets(f"--hp={flag!r}", target, name, models):
+            check_once(given, mod, name, f"--hp={flag!r}")
             defaults = model_zoo.get(mod).defaults
             out[mod][name] = [
                 parse_value(v, defaults[name], f"--hp={flag!r}") for v in split_top_level(text)
             ]
     return out
+
+
+def check_once(given: dict[tuple[str, str], str], model: str, name: str, where: str) -> None:
+    """Records that flag `where` sets `model`'s hyperparameter `name` in `given`; ConfigError
+    naming both flags when an earlier flag already set it."""
+    earlier = given.get((model, name))
+    if earlier is None:
+        given[model, name] = where
+        return
+    raise ConfigError(
+        f"{where}: hyperparameter {name!r} of model {model!r} is already set by {earlier}; "
+        "expected each hyperparameter once (several values go in one flag: name=v1,v2)"
+    )
 
 
 def flag_targets(where: str, target: str | None, name: str, models: Sequence[str]) -> list[str]:

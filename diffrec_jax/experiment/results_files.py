@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,25 @@ def read_results(path: str | Path) -> dict[str, Any]:
             f"{path}: no {', '.join(missing)}; expected a results file of experiments/run.py"
         )
     return results
+
+
+def check_merge_output(output: str | Path, inputs: Sequence[str | Path]) -> None:
+    """Refuses a merged file that would replace one of the files being merged.
+
+    Raises:
+      ConfigError: naming ``--output`` and the input when `output` is one of `inputs` (the
+        same path, or the same file through another path or a link).
+    """
+    out = Path(output)
+    for path in inputs:
+        same = Path(os.path.abspath(out)) == Path(os.path.abspath(path))
+        if not same and out.exists() and Path(path).exists():
+            same = os.path.samefile(out, path)
+        if same:
+            raise ConfigError(
+                f"--output={str(output)!r} is the input {str(path)!r}; writing it would replace "
+                "a file being merged: expected another path"
+            )
 
 
 def merge_results(parts: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:

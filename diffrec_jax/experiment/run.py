@@ -7,6 +7,8 @@ directly with a :class:`RunConfig`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,13 +49,20 @@ class RunConfig:
       data_seed: seeds the synthetic generators and random splits (fixed across model seeds).
       hparams: ``{model: {name: [values...]}}``; several values form a grid that is searched
         on validation with `select_metric`; test is evaluated once, for the selected values.
-      ks: cutoffs of the metrics.
+      ks: cutoffs of the metrics: distinct, positive and at most the dataset's number of
+        items (checked once the data is loaded, before any fit).
       convention: metric convention (see :mod:`diffrec_jax.metrics`).
       select_metric: validation metric used to pick grid values, and to stop gradient-trained
         models early (with `ks` and `convention`).
-      output_dir: where the results file is written.
+      output_dir: where the results file is written, named
+        ``<dataset>__<models>__seed<seeds>__<hash>.json`` with ``<hash>`` 10 hex digits of
+        the SHA-256 of this config (every field but `output_dir`): runs with other
+        hyperparameters, options or protocol get another file, and only the same
+        configuration run again replaces its own file (see :func:`results_name`).
       exclude_history: sequential models only: never recommend an item of the input history
         (False, the default, ranks history items too, as the ADRec/DiffuRec/SASRec papers).
+        Refused (ConfigError) when no model of `models` is sequential, where it would do
+        nothing.
     """
 
     models: tuple[str, ...] = ("toppop", "ease")
@@ -67,6 +76,50 @@ class RunConfig:
     select_metric: str = "Recall@20"
     output_dir: str = "results"
     exclude_history: bool = False
+
+
+def config_hash(config: RunConfig) -> str:
+    """10 hex digits of the SHA-256 of `config` without `output_dir` (canonical JSON)."""
+    fields = dataclasses.asdict(config)
+    fields.pop("output_dir")
+    text = json.dumps(fields, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def results_name(config: RunConfig, dataset_name: str) -> str:
+    """The results file's name: ``<dataset>__<models>__seed<seeds>__<config hash>.json``.
+
+    The hash (:func:`config_hash`) makes the name unique per configuration, so a run with
+    other hyperparameters, dataset options, cutoffs, convention or selection metric never
+    replaces an earlier run's file; running the same configuration again does.
+    """
+    safe_name = re.sub(r"[^\w.-]+", "_", dataset_name)
+    models_tag = "+".join(config.models)
+    seeds_tag = "-".join(map(str, config.seeds))
+    return f"{safe_name}__{models_tag}__seed{seeds_tag}__{config_hash(config)}.json"
+
+
+def check_ks(ks: Sequence[int], n_items: int | None = None, flag: str = "--ks") -> None:
+    """Checks metric cutoffs: at least one, positive integers, each once, and (given
+    `n_items`) none above the number of items, whose metrics would rank every item: such a
+    cutoff is refused, not clipped, so a results file's cutoffs are the ones asked for.
+
+    Raises:
+      ConfigError: naming `flag`, the cutoffs and (for a too-large cutoff) n_items.
+    """
+    listed = ",".join(map(str, ks))
+    if not ks:
+        raise ConfigError(f"{flag} is empty; expected at least one cutoff")
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ConfigError(f"{flag}={listed}: expected positive integer cutoffs")
+    _check_distinct(ks, flag, "cutoff")
+    too_large = [k for k in ks if n_items is not None and k > n_items]
+    if too_large:
+        raise ConfigError(
+            f"{flag}={listed}: cutoff {too_large[0]} is above the dataset's "
+            f"n_items={n_items}; expected cutoffs <= n_items"
+        )
 
 
 def _check_distinct(values: Sequence[Any], flag: str, what: str) -> None:
@@ -91,9 +144,13 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
       progress: called with one line of text per finished fit (``print`` by default).
 
     Returns:
-      (results dict, path of the results file).
+      (results dict, path of the results file, named by :func:`results_name`).
 
     Raises:
+      ConfigError: a bad config (unknown or repeated model, bad or repeated seed or cutoff,
+        a cutoff above the number of items, `exclude_history` without a sequential model,
+        an output directory that cannot be written...), raised before any fit; the
+        checks that need no data run before the data is loaded.
       TrainingDiverged: a fit's training loss (or parameters) became NaN or infinite; the
         message names the model, seed, grid point and step. No results file is written: a
         results file always means that every fit of the run finished (a file left by an
@@ -110,19 +167,33 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
         check_seed(seed, "--seeds")
     _check_distinct(config.seeds, "--seeds", "seed")
     check_seed(config.data_seed, "--data_seed")
+    check_ks(config.ks)
+    sequential = [n for n in config.models if model_zoo.get(n).input == "sequences"]
+    if config.exclude_history and not sequential:
+        raise ConfigError(
+            f"--exclude_history is set but no model of --model={','.join(config.models)} is "
+            "sequential; it only applies to sequential models (it would do nothing here)"
+        )
     if config.select_metric not in metric_names(config.ks):
         raise ConfigError(
             f"--select_metric={config.select_metric!r}; expected one of {metric_names(config.ks)}"
         )
-    out_dir = ensure_writable_dir(config.output_dir)
     hp = {m: dict(config.hparams.get(m, {})) for m in config.models}
+    for name in config.models:  # every grid point's values, checked before loading the data
+        spec = model_zoo.get(name)
+        for values in grid(hp[name]) if hp[name] else ():
+            try:
+                spec.build(**spec.hparams(**values))
+            except ConfigError as e:
+                raise ConfigError(f"--hp for model {name!r} ({format_hparams(values)}): {e}") from e
+    out_dir = ensure_writable_dir(config.output_dir)
 
     t0 = time.perf_counter()
     dataset = load_dataset(config.dataset, seed=config.data_seed, **dict(config.dataset_options))
     split = dataset.split
     load_time = time.perf_counter() - t0
     sequences: SequenceSplit | None = dataset.extras.get("sequences")
-    sequential = [n for n in config.models if model_zoo.get(n).input == "sequences"]
+    check_ks(config.ks, split.n_items)
     if sequential and sequences is None:
         raise ConfigError(
             f"--model {sequential[0]!r} is a sequential model; dataset {config.dataset!r} has "
@@ -142,27 +213,34 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
             trials: list[dict[str, Any]] = []
             best: tuple[dict[str, Any], Callable, Any, Evaluator | SequenceEvaluator] | None = None
             for values in grid(hp[name]):
-                hparams = spec.hparams(**values)
-                inputs = model_inputs(
-                    spec,
-                    hparams,
-                    data,
-                    side=dataset.extras,
-                    ks=config.ks,
-                    convention=config.convention,
-                    exclude_history=config.exclude_history,
-                )
                 try:
+                    hparams = spec.hparams(**values)
+                    inputs = model_inputs(
+                        spec,
+                        hparams,
+                        data,
+                        side=dataset.extras,
+                        ks=config.ks,
+                        convention=config.convention,
+                        exclude_history=config.exclude_history,
+                    )
                     fitted = fit(spec, hparams, inputs.data, key, overrides=overrides)
+                    score = spec.build(**hparams).score
                 except TrainingDiverged as e:
                     raise TrainingDiverged(
                         f"model {name!r}, seed {seed}, hparams "
-                        f"{format_hparams(hparams)}: {e}; no results file written",
+                        f"{format_hparams(spec.hparams(**values))}: {e}; no results file written",
                         step=e.step,
                         epoch=e.epoch,
                         checkpoint=e.checkpoint,
                     ) from e
-                score = spec.build(**hparams).score
+                except ConfigError as e:
+                    if not values:
+                        raise
+                    # A value the user gave: name the flag and the model it went to.
+                    raise ConfigError(
+                        f"--hp for model {name!r} ({format_hparams(values)}): {e}"
+                    ) from e
                 t_eval = time.perf_counter()
                 valid = inputs.evaluator.evaluate(score, fitted.params, parts=("valid",))["valid"]
                 value = valid.summary[config.select_metric]
@@ -229,10 +307,7 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
         "summary": summarize(runs),
         "environment": environment(),
     }
-    models_tag = "+".join(config.models)
-    seeds_tag = "-".join(map(str, config.seeds))
-    safe_name = re.sub(r"[^\w.-]+", "_", split.name)
-    path = write_json_atomic(out_dir / f"{safe_name}__{models_tag}__seed{seeds_tag}.json", results)
+    path = write_json_atomic(out_dir / results_name(config, split.name), results)
     return results, path
 
 

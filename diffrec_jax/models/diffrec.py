@@ -139,7 +139,8 @@ def _validate(
         or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims)
     ):
         raise ConfigError(
-            f"DiffRec dims must be a non-empty sequence of positive ints, got {dims=}"
+            f"DiffRec dims must be a non-empty sequence of positive ints (the hidden layer "
+            f"sizes, e.g. dims=[200,600]), got {dims=}"
         )
     if isinstance(emb_size, bool) or not isinstance(emb_size, int) or emb_size < 1:
         raise ConfigError(f"DiffRec needs an int emb_size >= 1, got {emb_size=}")

@@ -273,7 +273,10 @@ def _check_similarity(
 
 def _check_topk(topk) -> None:
     if isinstance(topk, bool) or not isinstance(topk, int | np.integer) or topk < 1:
-        raise ConfigError(f"topk={topk!r}; expected a positive integer")
+        raise ConfigError(
+            f"kNN topk={topk!r}; expected a positive integer (the neighbours kept; a topk above "
+            "their number keeps them all)"
+        )
 
 
 # -- models -------------------------------------------------------------------------------------

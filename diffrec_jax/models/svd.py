@@ -89,6 +89,16 @@ def puresvd(factors: int = 50) -> Recommender:
         raise ConfigError(f"factors={factors!r}; expected a positive integer")
 
     def fit(data: FitData, key: jax.Array) -> dict[str, jax.Array]:
+        n_users, n_items = data.train.csr.shape
+        arpack = n_items > GRAM_MAX_COLUMNS
+        limit = min(n_users, n_items) - 1 if arpack else n_items
+        if factors > limit:
+            raise ConfigError(
+                f"PureSVD factors={factors} is above the maximum {limit} for this data "
+                f"({n_users} users x {n_items} items"
+                + ("; ARPACK needs factors < min(users, items)" if arpack else "")
+                + f"); expected 1 <= factors <= {limit}"
+            )
         v = top_right_singular_vectors(data.train.csr, factors, key)
         return {"item_factors": jnp.asarray(v, jnp.float32)}
 

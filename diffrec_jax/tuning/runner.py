@@ -9,6 +9,8 @@ trial, the tuning time, the refit's fit time and the test metrics.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +22,7 @@ from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.data.sequences import SequenceSplit
 from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.experiment import flag_targets, parse_value, split_top_level
+from diffrec_jax.experiment import check_ks, check_once, flag_targets, parse_value, split_top_level
 from diffrec_jax.protocol import FitData, SeqFitData
 from diffrec_jax.results import ensure_writable_dir, environment, text_table, write_json_atomic
 from diffrec_jax.seeds import check_seed
@@ -46,7 +48,12 @@ class TuneConfig:
         space (:func:`default_space`).
       fixed: ``{model: {name: value}}`` hyperparameters held fixed (removed from the space).
       tpe_startup: TPE's random start-up trials.
-      output_dir: results file and ``studies/`` directory.
+      output_dir: results file and ``studies/`` directory. The results file is named
+        ``<dataset>__tune__<models>__<method>__refit-<refit>__seed<seed>__<hash>.json``,
+        ``<hash>`` 10 hex digits of the SHA-256 of this config without `output_dir`
+        (:func:`results_name`): a tuning run with another budget, space, fixed value,
+        cutoffs or data option writes another file; the same configuration run again
+        (resuming its studies) replaces its own.
     """
 
     models: tuple[str, ...] = ("toppop", "ease")
@@ -88,6 +95,8 @@ def study_configs(config: TuneConfig) -> list[StudyConfig]:
             "once; expected each model once"
         )
     check_seed(config.data_seed, "data_seed")
+    check_seed(config.seed, "seed")
+    check_ks(tuple(config.ks), flag="ks")
     unknown = sorted((set(config.spaces) | set(config.fixed)) - set(config.models))
     if unknown:
         raise ConfigError(f"spaces/fixed given for {unknown}, which are not in {config.models}")
@@ -125,6 +134,17 @@ def _safe(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text)
 
 
+def results_name(config: TuneConfig, dataset_name: str) -> str:
+    """The results file's name, unique per configuration (see :attr:`TuneConfig.output_dir`)."""
+    fields = dataclasses.asdict(config)
+    fields.pop("output_dir")
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=repr).encode())
+    return (
+        f"{_safe(dataset_name)}__tune__{'+'.join(config.models)}__{config.method}"
+        f"__refit-{config.refit}__seed{config.seed}__{digest.hexdigest()[:10]}.json"
+    )
+
+
 def tune(
     config: TuneConfig, *, progress: Callable[[str], None] = print
 ) -> tuple[dict[str, Any], Path]:
@@ -139,6 +159,7 @@ def tune(
     t0 = time.perf_counter()
     dataset = load_dataset(config.dataset, seed=config.data_seed, **dict(config.dataset_options))
     split = dataset.split
+    check_ks(tuple(config.ks), split.n_items, flag="ks")
     load_seconds = time.perf_counter() - t0
     data_id = {
         "spec": config.dataset,
@@ -187,11 +208,7 @@ def tune(
         "models": entries,
         "environment": environment(),
     }
-    tag = (
-        f"{_safe(split.name)}__tune__{'+'.join(config.models)}__{config.method}"
-        f"__refit-{config.refit}__seed{config.seed}"
-    )
-    path = write_json_atomic(out_dir / f"{tag}.json", results)
+    path = write_json_atomic(out_dir / results_name(config, split.name), results)
     return results, path
 
 
@@ -318,9 +335,11 @@ def parse_space_flags(flags: Sequence[str], models: Sequence[str]) -> dict[str, 
     ``categorical:[200,600],[1000]``).
 
     Raises:
-      ConfigError: a malformed flag, unknown model or hyperparameter, or an unreadable value.
+      ConfigError: a malformed flag, unknown model or hyperparameter, an unreadable value, or
+        a hyperparameter of a model given by two flags (both are named).
     """
     out: dict[str, dict[str, tuple]] = {}
+    given: dict[tuple[str, str], str] = {}
     for flag in flags:
         m = _FLAG.fullmatch(flag)
         kind, colon, rest = m.group(3).partition(":") if m else ("", "", "")
@@ -332,6 +351,7 @@ def parse_space_flags(flags: Sequence[str], models: Sequence[str]) -> dict[str, 
         target, name, _ = m.groups()
         for t in flag_targets(f"--space={flag!r}", target, name, models):
             where = f"--space={flag!r}"
+            check_once(given, t, name, where)
             if kind == "categorical":
                 default = model_zoo.get(t).defaults[name]
                 values = [parse_value(v, default, where) for v in split_top_level(rest)]
@@ -352,15 +372,18 @@ def parse_fixed_flags(flags: Sequence[str], models: Sequence[str]) -> dict[str, 
     read with the type of the hyperparameter's default).
 
     Raises:
-      ConfigError: a malformed flag, unknown model or hyperparameter, or an unreadable value.
+      ConfigError: a malformed flag, unknown model or hyperparameter, an unreadable value, or
+        a hyperparameter of a model given by two flags (both are named).
     """
     out: dict[str, dict[str, Any]] = {}
+    given: dict[tuple[str, str], str] = {}
     for flag in flags:
         m = _FLAG.fullmatch(flag)
         if not m:
             raise ConfigError(f"--fixed={flag!r}: expected [model.]name=value")
         target, name, text = m.groups()
         for t in flag_targets(f"--fixed={flag!r}", target, name, models):
+            check_once(given, t, name, f"--fixed={flag!r}")
             default = model_zoo.get(t).defaults[name]
             out.setdefault(t, {})[name] = parse_value(text.strip(), default, f"--fixed={flag!r}")
     return out

@@ -49,7 +49,9 @@ class Case:
       write: writes the bad file(s) under the temporary directory and returns the value
         handed to `call` (usually the bad file's path); None when nothing is written.
       call: ``call(tmp, target)`` runs the library in-process; None for script cases.
-      script: "run.py" or "tune.py" to run in a subprocess with `flags`.
+      script: "run.py", "tune.py", "audit.py" or "merge.py" to run in a subprocess with
+        `flags` (run.py and tune.py get --dataset=synthetic-small and --output_dir=tmp/out
+        unless `flags` set them, audit.py only the latter).
       flags: script flags (or the equivalent command line of an in-process flag case);
         "{tmp}" is replaced by the temporary directory.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -23,13 +24,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_parse_space_flags():
     parsed = parse_space_flags(
-        ["ease.lam=float_log:1:1e7", "lam=float:2:3", "diffrec.dims=categorical:[8],[16,32]"],
-        ["ease", "diffrec"],
+        ["lam=float:2:3", "diffrec.dims=categorical:[8],[16,32]"], ["ease", "diffrec"]
     )
     assert parsed == {
-        "ease": {"lam": ("float", 2.0, 3.0)},  # the later flag wins
+        "ease": {"lam": ("float", 2.0, 3.0)},
         "diffrec": {"dims": ("categorical", ((8,), (16, 32)))},
     }
+    # A second flag for the same hyperparameter of a model is refused, naming both flags.
+    with pytest.raises(ConfigError, match=r"--space='lam=float:2:3'.*already set by --space="):
+        parse_space_flags(["ease.lam=float_log:1:1e7", "lam=float:2:3"], ["ease"])
     assert parse_space_flags(["steps=int:5:50"], ["diffrec"]) == {
         "diffrec": {"steps": ("int", 5, 50)}
     }
@@ -61,6 +64,8 @@ def test_parse_fixed_flags():
     for flag, match in (("lam", "expected"), ("ease.lam=x", "cannot read"), ("k=1", "no model")):
         with pytest.raises(ConfigError, match=match):
             parse_fixed_flags([flag], ["ease"])
+    with pytest.raises(ConfigError, match=r"--fixed='lam=4'.*already set by --fixed='lam=3'"):
+        parse_fixed_flags(["lam=3", "lam=4"], ["ease"])
 
 
 def test_every_default_space_is_valid_for_its_model():
@@ -174,10 +179,13 @@ def test_script_tunes_refits_and_resumes(tmp_path):
     ],
 )
 def test_script_errors_exit_2_without_results(tmp_path, args, match):
+    space = (
+        [] if any(a.startswith("--space=") for a in args) else ["--space=ease.lam=float_log:1:1e4"]
+    )
     proc = _script(
         "--model=ease",
         "--dataset=synthetic-small",
-        "--space=ease.lam=float_log:1:1e4",
+        *space,
         f"--output_dir={tmp_path}",
         *args,
         cwd=tmp_path,
@@ -185,3 +193,14 @@ def test_script_errors_exit_2_without_results(tmp_path, args, match):
     assert proc.returncode == 2, proc.stderr
     assert match in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.rglob("*.json"))
+
+
+def test_results_name_is_unique_per_configuration():
+    """Tuning runs with other settings get other results files (project issue 18)."""
+    base = runner.TuneConfig(models=("ease",), dataset="synthetic-small", output_dir="a")
+    name = runner.results_name(base, "synthetic-small")
+    assert name.startswith("synthetic-small__tune__ease__random__refit-train__seed0__")
+    assert runner.results_name(dataclasses.replace(base, output_dir="b"), "synthetic-small") == name
+    for change in ({"budget": 3}, {"ks": (5, 10)}, {"fixed": {"ease": {"lam": 2.0}}}):
+        other = dataclasses.replace(base, **change)
+        assert runner.results_name(other, "synthetic-small") != name, change
