@@ -292,3 +292,11 @@ def test_tuning_hands_side_data_to_the_model(split):
 def test_training_hyperparameters_are_checked_when_the_model_is_built(name, bad):
     with pytest.raises(ConfigError):
         models.get(name).build(**bad)
+
+
+@pytest.mark.parametrize(
+    "field, value", [("tuning_seed", 2**64), ("seeds", (1, 2**32)), ("data_seed", -1)]
+)
+def test_audit_configs_check_their_seeds(field, value):
+    with pytest.raises(ConfigError, match=field):
+        AuditConfig(**{field: value}).check()

@@ -17,6 +17,7 @@ from diffrec_jax.audit.stats import CORRECTIONS
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.experiment import configs
 from diffrec_jax.metrics import metric_names
+from diffrec_jax.seeds import check_seed
 from diffrec_jax.tuning import space as spaces
 
 
@@ -96,6 +97,14 @@ class AuditConfig:
         """
         if not self.baselines:
             raise ConfigError("baselines is empty; expected at least one baseline model")
+        check_seed(self.data_seed, "data_seed")
+        check_seed(self.tuning_seed, "tuning_seed")
+        if not self.seeds:
+            raise ConfigError("seeds is empty; expected at least one training seed")
+        for seed in self.seeds:
+            check_seed(seed, "seeds")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds={list(self.seeds)} repeat a seed; expected distinct ones")
         if len(set(self.models)) != len(self.models):
             raise ConfigError(f"models {list(self.models)} repeat a name; expected distinct ones")
         kinds = {n: model_zoo.get(n).input == "sequences" for n in self.models}
