@@ -43,3 +43,11 @@ class DataError(DiffrecError):
 
 class ConfigError(DiffrecError):
     """A configuration value, hyperparameter or flag is invalid or contradicts another one."""
+
+
+class CheckpointError(DiffrecError):
+    """A checkpoint on disk is missing parts, unreadable, or fails its checksums."""
+
+    def __init__(self, message: str, *, path: str | os.PathLike | None = None):
+        super().__init__(message if path is None else f"checkpoint {path}: {message}")
+        self.path = None if path is None else str(path)

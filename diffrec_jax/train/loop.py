@@ -60,7 +60,8 @@ class TrainingDiverged(DiffrecError):
     Attributes:
       step: global step (0-based) whose loss was not finite.
       epoch: epoch (1-based) of that step.
-      checkpoint: path of the last good checkpoint, or None.
+      checkpoint: path of the last good checkpoint (the newest one whose checksums verify), or
+        None.
     """
 
     def __init__(self, message: str, *, step: int, epoch: int, checkpoint: str | None = None):
@@ -341,14 +342,15 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves] or [jnp.bool_(True)]))
 
 
-def _diverged(what: str, step: int, epoch: int, ckpt: Checkpointer | None):
-    """Raises TrainingDiverged for global `step` of `epoch`, naming the last good checkpoint."""
+def _diverged(what: str, step: int, epoch: int, ckpt: Checkpointer | None, template: Any):
+    """Raises TrainingDiverged for global `step` of `epoch`, naming the newest checkpoint that
+    verifies (restored into `template`'s structure) as the last good one."""
     last = None
     if ckpt is not None:
         ckpt.wait()  # a save still in flight is the last good checkpoint
-        latest = ckpt.latest_epoch()
+        latest = ckpt.newest_intact_epoch(template)
         if latest is not None:
-            last = str(ckpt.directory / str(latest))
+            last = str(ckpt.path(latest))
     raise TrainingDiverged(
         f"{what} (epoch {epoch}); last good checkpoint: {last}",
         step=step,
@@ -437,6 +439,9 @@ def train(
         than a batch, unknown select_metric, a checkpoint written by another configuration, or
         SeqFitData without a `source`.
       TrainingDiverged: a non-finite loss (the last good checkpoint is kept).
+      CheckpointError: `config.checkpoint_dir` has checkpoints but none is intact (each one's
+        fault listed). A newer damaged one above an intact one is skipped with a warning and
+        set aside as ``<epoch>.corrupt``; training resumes from the intact one.
     """
     # -- Devices and mesh. Batch sharded over "data", everything else replicated.
     mesh = sharding.data_mesh(devices)
@@ -478,34 +483,43 @@ def train(
     # -- The update step: one jitted function, state donated, outputs replicated.
     train_step = jax.jit(make_train_step(model, tx), donate_argnums=0, out_shardings=replicated)
 
-    # -- Checkpoints: resume from the latest one if the directory has any.
+    # -- Checkpoints: resume from the newest one that verifies (checksums of every array and
+    # of the metadata, epoch = directory name); newer corrupt ones are logged and set aside.
     es, best_metrics, history, start_epoch, step, stopped = EarlyStopping(), None, [], 0, 0, False
     ckpt = None
+    # Shapes, dtypes and shardings only: the state itself is donated to the first step.
+    template = Checkpointer.abstract(
+        {"state": state, "best_params": best_params, "step_key": step_key}
+    )
     if config.checkpoint_dir is not None:
         ckpt = Checkpointer(config.checkpoint_dir, config.keep_checkpoints)
-        latest = ckpt.latest_epoch()
-        if latest is not None:
-            template = {"state": state, "best_params": best_params, "step_key": step_key}
-            arrays, meta = ckpt.restore(latest, template)
-            if meta["trajectory"] != config.trajectory():
-                ckpt.close()
+
+        def same_run(path, meta):
+            if meta.get("trajectory") != config.trajectory():
                 raise ConfigError(
-                    f"checkpoint {ckpt.directory / str(latest)} was written with "
-                    f"{meta['trajectory']}, this config has "
-                    f"{config.trajectory()}; use another checkpoint_dir"
+                    f"checkpoint {path} was written with {meta.get('trajectory')}, this config "
+                    f"has {config.trajectory()}; use another checkpoint_dir"
                 )
+
+        try:
+            found = ckpt.restore_newest_intact(template, check_meta=same_run)
+        except BaseException:
+            ckpt.close()
+            raise
+        if found is not None:
+            latest, arrays, meta = found
             if seed_words(arrays["step_key"]) != seed_words(step_key):
                 ckpt.close()
                 raise ConfigError(
-                    f"checkpoint {ckpt.directory / str(latest)} was written with "
+                    f"checkpoint {ckpt.path(latest)} was written with "
                     "another key/seed; use another checkpoint_dir"
                 )
             state, best_params = arrays["state"], arrays["best_params"]
             es = EarlyStopping(**meta["early_stopping"])
             best_metrics = meta["best_metrics"]
             history = [EpochRecord(**r) for r in meta["history"]]
-            start_epoch, step, stopped = meta["epoch"], meta["step"], meta["stopped_early"]
-            logging.info("resumed from %s at epoch %d", ckpt.directory / str(latest), latest)
+            start_epoch, step, stopped = latest, meta["step"], meta["stopped_early"]
+            logging.info("resumed from %s at epoch %d", ckpt.path(latest), latest)
 
     # -- Validation on (train, valid) only.
     if evaluator is None and isinstance(data, FitData) and data.valid is not None:
@@ -564,6 +578,7 @@ def train(
                     step + int(bad[0]),
                     epoch,
                     ckpt,
+                    template,
                 )
             # The last step's update may overflow with a finite loss: never validate or save
             # non-finite parameters.
@@ -574,6 +589,7 @@ def train(
                     last_step,
                     epoch,
                     ckpt,
+                    template,
                 )
             step += len(epoch_losses)
             auxes = jax.device_get(auxes)
