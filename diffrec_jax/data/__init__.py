@@ -1,7 +1,13 @@
 """Interaction data: containers, loaders, public datasets (:mod:`diffrec_jax.data.registry`),
-preprocessing, splits, sequences, synthetic data."""
+preprocessing, splits, sequences, synthetic data.
+
+Degenerate data that loads but cannot give meaningful metrics is reported with
+``warnings.warn(..., DataWarning)`` (:class:`~diffrec_jax.data.guards.DataWarning`, a
+``UserWarning``: printed on the console); data that cannot mean anything is refused with a
+:class:`~diffrec_jax.errors.DataError`."""
 
 from diffrec_jax.data.datasets import Dataset, load_dataset, prepare_split
+from diffrec_jax.data.guards import DataWarning
 from diffrec_jax.data.interactions import InteractionLog, InteractionMatrix
 from diffrec_jax.data.loaders import (
     DiffRecData,
@@ -30,6 +36,7 @@ from diffrec_jax.data.stats import describe, format_description
 from diffrec_jax.data.synthetic import synthetic_log, synthetic_sequences
 
 __all__ = [
+    "DataWarning",
     "Dataset",
     "DiffRecData",
     "InteractionLog",

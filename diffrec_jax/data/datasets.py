@@ -34,10 +34,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from diffrec_jax.data import loaders, preprocess, registry
+from diffrec_jax.data import guards, loaders, preprocess, registry
 from diffrec_jax.data import split as splits
 from diffrec_jax.data.interactions import InteractionLog
-from diffrec_jax.data.sequences import SequenceDataset
+from diffrec_jax.data.sequences import SequenceDataset, SequenceSplit
 from diffrec_jax.data.split import Split
 from diffrec_jax.data.stats import describe
 from diffrec_jax.data.synthetic import synthetic_log, synthetic_sequences
@@ -166,6 +166,21 @@ def prepare_split(
                 path=log.source,
             )
     m = preprocess.to_matrix(log, use_ratings=use_ratings)
+    if use_ratings:
+        ratings = np.asarray(m.csr.data)
+        zero = int(np.count_nonzero(ratings == 0))
+        if zero == len(ratings):
+            raise DataError(
+                f"use_ratings=True but every one of the {zero} ratings is 0, so every "
+                "interaction would weigh 0 and no model can learn anything; expected non-zero "
+                "ratings (or use_ratings=False for implicit feedback)",
+                path=log.source,
+            )
+        if zero:
+            guards.warn(
+                f"{log.source}: use_ratings=True and {zero} of {len(ratings)} ratings are 0; "
+                "those interactions weigh 0 (they still count as seen items)"
+            )
     values = "ratings" if use_ratings else "1 (implicit)"
     history = log.history + (
         f"to_matrix: {m.n_users} users x {m.n_items} items, {m.nnz} "
@@ -208,14 +223,43 @@ def _take(options: dict, keys: tuple[str, ...]) -> dict:
     return {k: options.pop(k) for k in keys if k in options}
 
 
+def warn_degenerate(split: Split, sequences: SequenceSplit | None = None) -> None:
+    """Issues a :class:`~diffrec_jax.data.guards.DataWarning` for data that loads but whose
+    metrics cannot mean much: a one-item catalogue (every ranking of one item is trivial), a
+    single user (every average is that user's value), and for sequences, test targets that
+    mostly equal the validation target (typically every line of the file written twice)."""
+    where = f"dataset {split.name!r}"
+    if split.n_items == 1:
+        guards.warn(
+            f"{where} has a catalogue of 1 item: there is nothing to rank (with train items "
+            "masked every ranking metric is 0, unmasked it is trivially 1); expected at least 2 "
+            "items"
+        )
+    if split.n_users == 1:
+        guards.warn(
+            f"{where} has a single user: every metric is that one user's value (0 or 1 for "
+            "hit rates); expected many users"
+        )
+    if sequences is not None and sequences.n_users:
+        same = int(np.sum(sequences.valid_targets == sequences.test_targets))
+        if same * 2 > sequences.n_users:
+            guards.warn(
+                f"{where}: the test target equals the valid target for {same} of "
+                f"{sequences.n_users} users (is every line of {sequences.sequences.source} "
+                "repeated?); the test then only repeats the validation"
+            )
+
+
 def _from_sequences(seqs: SequenceDataset, name: str, options: dict) -> Dataset:
     seq_split = seqs.leave_one_out(short_users=options.get("short_users", "raise"), name=name)
     split = seq_split.to_split()
+    warn_degenerate(split, seq_split)
     return Dataset(name, split, describe(split), {"sequences": seq_split})
 
 
 def _from_log(log: InteractionLog, name: str, seed: int, options: dict) -> Dataset:
     split = prepare_split(log, name=name, seed=seed, **options)
+    warn_degenerate(split)
     return Dataset(name, split, describe(split), {})
 
 
@@ -277,6 +321,7 @@ def load_dataset(spec: str, *, seed: int = 0, **options) -> Dataset:
         if name:
             split = Split(split.train, split.valid, split.test, name, split.history)
         extras = {} if data.item_emb is None else {"item_emb": data.item_emb}
+        warn_degenerate(split)
         return Dataset(split.name, split, describe(split), extras)
     if kind == "sequences":
         default = p.parent.name if p.stem == "sequences" and p.parent.name else p.stem

@@ -20,9 +20,11 @@ Formats:
 - JSON lines with string or integer ids: Amazon and Yelp reviews (:func:`load_json_lines`,
   :func:`load_amazon_reviews`, :func:`load_yelp_reviews`; ``.gz`` read directly).
 
-Integer ids are parsed with Python's ``int`` (surrounding whitespace and a leading ``+`` are
-accepted; ``"1.0"`` is not an integer) and must be non-negative and fit in int64. Ratings and
-timestamps are parsed with ``float`` and must be finite.
+Integer ids must be written ``[+]?[0-9]+`` (surrounding whitespace is accepted; ``"1.0"``,
+``"1_000"`` and non-ASCII digits such as Arabic-Indic ones are not integers, although Python's
+``int`` would read the last two) and must be non-negative and fit in int64. Ratings and
+timestamps are decimal numbers written with the ASCII digits (no ``_``) and must be finite.
+JSON objects must not repeat a key (Python's ``json`` would keep the last value silently).
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ import gzip
 import json
 import math
 import os
+import re
 import zlib
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from diffrec_jax.data import guards
 from diffrec_jax.data.interactions import InteractionLog, InteractionMatrix
 from diffrec_jax.data.sequences import SequenceDataset
 from diffrec_jax.data.split import Split
@@ -205,20 +209,36 @@ def _read_table(
     return _Table(head, columns, first_line)
 
 
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
+_NUMBER = re.compile(
+    r"\s*[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|inf(inity)?|nan)\s*",
+    re.ASCII | re.IGNORECASE,
+)
+
+
+def _plain(tokens: list[str]) -> bool:
+    """Whether every token is ASCII without '_' (then Python's int/float read them as written:
+    they accept digit-group underscores and non-ASCII digits, which the loaders refuse)."""
+    joined = "".join(tokens)
+    return joined.isascii() and "_" not in joined
+
+
 def _parse_ids(tokens: list[str], field: str, path, first_line: int) -> np.ndarray:
-    """Parses a column of non-negative integer ids to [n] int64."""
+    """Parses a column of non-negative integer ids to [n] int64 (ASCII digits only)."""
     try:
+        if not _plain(tokens):
+            raise ValueError
         ids = np.fromiter(map(int, tokens), np.int64, len(tokens))
     except (ValueError, OverflowError):
         for k, tok in enumerate(tokens):
-            try:
-                value = int(tok)
-            except ValueError:
+            if not _INTEGER.fullmatch(tok):
                 raise DataError(
-                    f"{field} {tok!r} is not an integer; expected a non-negative integer id",
+                    f"{field} {tok!r} is not an integer; expected a non-negative integer id "
+                    "written with the ASCII digits 0-9 only",
                     path=path,
                     line=first_line + k,
                 ) from None
+            value = int(tok)
             if not -(2**63) <= value < 2**63:
                 raise DataError(
                     f"{field} {tok!r} does not fit in int64; expected a non-negative integer id "
@@ -240,14 +260,17 @@ def _parse_ids(tokens: list[str], field: str, path, first_line: int) -> np.ndarr
 def _parse_floats(tokens: list[str], field: str, path, first_line: int) -> np.ndarray:
     """Parses a column of finite numbers to [n] float64."""
     try:
+        if not _plain(tokens):
+            raise ValueError
         values = np.fromiter(map(float, tokens), np.float64, len(tokens))
     except ValueError:
         for k, tok in enumerate(tokens):
-            try:
-                float(tok)
-            except ValueError:
+            if not _NUMBER.fullmatch(tok):
                 raise DataError(
-                    f"{field} {tok!r} is not a number", path=path, line=first_line + k
+                    f"{field} {tok!r} is not a number; expected a decimal number written with "
+                    "the ASCII digits 0-9",
+                    path=path,
+                    line=first_line + k,
                 ) from None
         raise AssertionError("unreachable") from None  # pragma: no cover
     bad = np.flatnonzero(~np.isfinite(values))
@@ -536,12 +559,30 @@ def _json_time(value, field: str, fmt: str | None, path: Path, line: int) -> flo
     if fmt is None:
         return _json_number(value, field, path, line)
     try:
+        if not isinstance(value, str) or not value.isascii():
+            raise ValueError  # strptime would read non-ASCII digits as ASCII ones
         moment = datetime.datetime.strptime(value, fmt)
     except (TypeError, ValueError):
         raise DataError(
             f"field {field!r} is {value!r}; expected a date like {fmt!r}", path=path, line=line
         ) from None
     return moment.replace(tzinfo=datetime.UTC).timestamp()
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """json ``object_pairs_hook`` that refuses a repeated key (json keeps the last silently)."""
+    row: dict = {}
+    for key, value in pairs:
+        if key in row:
+            raise _DuplicateKey(key)
+        row[key] = value
+    return row
 
 
 def load_json_lines(
@@ -598,7 +639,14 @@ def load_json_lines(
                         "empty line; expected one JSON object per line", path=path, line=blank
                     )
                 try:
-                    row = json.loads(line)
+                    row = json.loads(line, object_pairs_hook=_unique_keys)
+                except _DuplicateKey as e:
+                    raise DataError(
+                        f"the JSON object has the key {e.key!r} twice; expected each key once "
+                        f"(which value is meant is ambiguous): {_short(line.rstrip())}",
+                        path=path,
+                        line=k,
+                    ) from None
                 except json.JSONDecodeError as e:
                     raise DataError(
                         f"not valid JSON ({e.msg}, column {e.colno}): {_short(line.rstrip())}",
@@ -722,7 +770,8 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
 
 def _load_npy(path: Path) -> np.ndarray:
     """Loads a numeric .npy array; never unpickles (object arrays are refused from the header,
-    before any data is read) and never allocates more than the file holds."""
+    before any data is read) and never allocates more than the file holds. A file with bytes
+    after the declared data (two arrays appended, a wrong header) is refused too."""
     try:
         shape, dtype, present = _npy_header(path)
         if dtype.hasobject:
@@ -737,6 +786,13 @@ def _load_npy(path: Path) -> np.ndarray:
                 f"not a readable .npy array: truncated (the header declares shape {shape} of "
                 f"{dtype}, {needed} bytes of data; the file holds {present}); expected a "
                 "complete .npy file",
+                path=path,
+            )
+        if present > needed:
+            raise DataError(
+                f"not a readable .npy array: {present - needed} trailing bytes after the data "
+                f"(the header declares shape {shape} of {dtype}, {needed} bytes of data; the "
+                f"file holds {present}); expected exactly one .npy array and nothing after it",
                 path=path,
             )
         a = np.load(path, allow_pickle=False)
@@ -794,8 +850,46 @@ def _first_duplicate(keys: np.ndarray) -> tuple[int, int] | None:
     return int(later[k]), int(order[group_start])
 
 
-def _pair_keys(a: np.ndarray, n_items: int) -> np.ndarray:
-    return a[:, 0] * np.int64(n_items) + a[:, 1]
+def _pair_keys(parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One int64 key per (user, item) row of every part, equal exactly when the rows are equal.
+
+    Ids are first renumbered densely over all parts (so ``user * n_items + item`` cannot
+    overflow int64 whatever the raw ids are: an id near 2**62 would otherwise wrap around and
+    make distinct rows collide)."""
+    both = np.concatenate(list(parts.values()))
+    _, users = np.unique(both[:, 0], return_inverse=True)
+    item_ids, items = np.unique(both[:, 1], return_inverse=True)
+    keys = users.astype(np.int64) * np.int64(len(item_ids)) + items
+    cuts = np.cumsum([len(a) for a in parts.values()])[:-1]
+    return dict(zip(parts, np.split(keys, cuts), strict=True))
+
+
+# Bytes per user and per item of the arrays sized by the largest id (the CSR row pointers,
+# per-user flags and counts, per-item counts and one dense float32 row entry per item).
+_BYTES_PER_USER = 8 + 8 + 1
+_BYTES_PER_ITEM = 8 + 8 + 4
+
+
+def _check_index_space(folder: Path, train: np.ndarray) -> None:
+    """Refuses train ids so large that the arrays sized by them (largest id + 1) would not fit
+    in memory: DiffRec ids are meant to be dense 0..n-1, so a huge id is an error."""
+    path = folder / "train_list.npy"
+    for axis, name, per in ((0, "user", _BYTES_PER_USER), (1, "item", _BYTES_PER_ITEM)):
+        row = int(np.argmax(train[:, axis]))
+        largest = int(train[row, axis])
+        n = largest + 1
+        nbytes = n * per
+        too_big, avail = guards.exceeds_memory(nbytes, fraction=0.5)
+        if too_big:
+            distinct = _n_distinct(train[:, axis])
+            raise DataError(
+                f"{name} id {largest} implies {n:,} {name}s (ids are used as indices, sized by "
+                f"the largest id + 1), whose index arrays would take {guards.format_bytes(nbytes)}"
+                f" ({avail}), although train_list.npy has only {distinct:,} distinct {name}s; "
+                f"expected dense {name} ids 0..n-1 as in DiffRec releases",
+                path=path,
+                row=row,
+            )
 
 
 def load_diffrec_split(folder: PathLike, *, row_order_as_time: bool = True) -> Split:
@@ -827,10 +921,12 @@ def load_diffrec_split(folder: PathLike, *, row_order_as_time: bool = True) -> S
         )
     parts = {p: _load_pairs(folder / f"{p}_list.npy") for p in ("train", "valid", "test")}
     train = parts["train"]
+    _check_index_space(folder, train)
     n_users, n_items = int(train[:, 0].max()) + 1, int(train[:, 1].max()) + 1
     has_train = np.zeros(n_users, bool)
     has_train[train[:, 0]] = True
     seen: dict[str, np.ndarray] = {}
+    all_keys = _pair_keys(parts)
     for part, a in parts.items():
         path = folder / f"{part}_list.npy"
         if part != "train":
@@ -852,7 +948,7 @@ def load_diffrec_split(folder: PathLike, *, row_order_as_time: bool = True) -> S
                     path=path,
                     row=int(bad[0]),
                 )
-        keys = _pair_keys(a, n_items)
+        keys = all_keys[part]
         dup = _first_duplicate(keys)
         if dup is not None:
             raise DataError(

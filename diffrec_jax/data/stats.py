@@ -41,12 +41,14 @@ def _describe_sequences(s: SequenceDataset) -> dict:
     lengths = s.lengths()
     cells = s.n_users * s.n_items
     counts = np.bincount(s.items, minlength=s.n_items)
+    repeats = count_repeats(s.offsets, s.items, s.n_items)
+    pairs = len(s.items) - repeats
     return {
         "users": int(s.n_users),
         "items": int(s.n_items),
         "interactions": int(len(s.items)),
-        "density": float(len(s.items) / cells) if cells else 0.0,
-        "repeated_events": count_repeats(s.offsets, s.items, s.n_items),
+        "density": float(pairs / cells) if cells else 0.0,
+        "repeated_events": repeats,
         "items_with_interactions": int(np.count_nonzero(counts)),
         **_summary("user_length", lengths),
         **_summary("item_count", counts, median=False),
@@ -56,6 +58,10 @@ def _describe_sequences(s: SequenceDataset) -> dict:
 
 def describe(x: InteractionMatrix | Split | SequenceDataset) -> dict:
     """Summary statistics as a dict of plain Python numbers (JSON-serialisable).
+
+    Density is the fraction of (user, item) cells holding at least one interaction, so it is
+    at most 1: a pair repeated in a sequence or present in two parts of a split counts once
+    (interactions count every event or row).
 
     For a matrix or sequence dataset: users, items, interactions, density, users/items with at
     least one interaction, per-user length min/mean/median/max (over all user rows, empty ones
@@ -72,12 +78,13 @@ def describe(x: InteractionMatrix | Split | SequenceDataset) -> dict:
         parts = {p: _describe_matrix(getattr(x, p)) for p in ("train", "valid", "test")}
         total = sum(d["interactions"] for d in parts.values())
         cells = x.n_users * x.n_items
+        pairs = x.train.binary().union(x.valid.binary()).union(x.test.binary()).nnz
         return {
             "name": x.name,
             "users": int(x.n_users),
             "items": int(x.n_items),
             "interactions": int(total),
-            "density": float(total / cells) if cells else 0.0,
+            "density": float(pairs / cells) if cells else 0.0,
             **parts,
         }
     raise ConfigError(

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
+from diffrec_jax.data import guards
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.models.knn import gram as knn_gram
 from diffrec_jax.protocol import FitData, Recommender, UserBatch
@@ -33,6 +34,26 @@ def _fill_upper_from_lower(c: np.ndarray, block: int = 256) -> None:
         stop = min(n, start + block)
         upper = np.triu(np.ones((stop - start, n - start), bool), 1)
         np.copyto(c[start:stop, start:], c[start:, start:stop].T, where=upper)
+
+
+def check_memory(n_items: int) -> None:
+    """Refuses a catalogue whose [n_items, n_items] float64 matrices (the Gram matrix and its
+    inverse, both alive at the peak) exceed the available memory, before allocating them.
+
+    Raises:
+      ConfigError: naming n_items and the size it would take.
+    """
+    gram_bytes = float(n_items) ** 2 * np.dtype(np.float64).itemsize
+    peak = 2 * gram_bytes
+    too_big, avail = guards.exceeds_memory(peak)
+    if too_big:
+        raise ConfigError(
+            f"EASE with n_items={n_items:,} needs an [n_items, n_items] float64 Gram matrix of "
+            f"{guards.format_bytes(gram_bytes)} and about {guards.format_bytes(peak)} at the peak "
+            f"(the matrix and its inverse), more than the {avail}; expected a catalogue of at "
+            "most a few tens of thousands of items (filter rare items, e.g. kcore=, or check the "
+            "item ids: a stray large id sizes the catalogue)"
+        )
 
 
 def ease_weights(x, lam: float) -> np.ndarray:
@@ -48,7 +69,12 @@ def ease_weights(x, lam: float) -> np.ndarray:
 
     Returns:
       [n_items, n_items] float64 B with zero diagonal.
+
+    Raises:
+      ConfigError: the matrices would not fit in the available memory (see
+        :func:`check_memory`; checked before anything is allocated).
     """
+    check_memory(x.shape[1])
     gram = knn_gram(x, dtype=np.float64)
     gram[np.diag_indices_from(gram)] += lam
     # P = G^{-1} through Cholesky: potrf + potri return the upper triangle of the inverse.

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from diffrec_jax.data import guards
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.evaluation import SEQ_KS, SequenceEvaluator
 from diffrec_jax.protocol import (
@@ -69,8 +70,12 @@ def run_plan(
     Returns the loop's :class:`TrainResult` (``params`` are the trained ones; score with
     ``exported(plan.trainable, result.params)``). `train_kwargs` go to :func:`train`
     (``on_epoch=``, ``devices=``).
+
+    Raises:
+      ConfigError: a batch too large for the available memory (:func:`check_batch_memory`).
     """
     config = plan.config.replace(**overrides) if overrides else plan.config
+    check_batch_memory(config.batch_size, plan.source, data)
     evaluator = None if plan.evaluator is None else plan.evaluator(config)
     return train(
         plan.trainable,
@@ -81,6 +86,33 @@ def run_plan(
         source=plan.source,
         **train_kwargs,
     )
+
+
+def check_batch_memory(batch_size: int, source: BatchSource | None, data: Any) -> None:
+    """Refuses a `batch_size` whose batch of dense float32 [batch_size, n_items] rows would not
+    fit in the available memory (the loop pads every batch to `batch_size` rows, however few
+    training examples there are), before anything is allocated.
+
+    Raises:
+      ConfigError: naming batch_size, the size it implies and the number of examples.
+    """
+    if source is not None:
+        n_examples, n_items = source.n_examples, source.n_items
+    else:
+        train_matrix = getattr(data, "train", None)
+        shape = getattr(train_matrix, "shape", None)
+        if shape is None:
+            return
+        n_examples, n_items = shape
+    nbytes = float(batch_size) * n_items * np.dtype(np.float32).itemsize
+    too_big, avail = guards.exceeds_memory(nbytes)
+    if too_big:
+        raise ConfigError(
+            f"batch_size={batch_size:,} needs {guards.format_bytes(nbytes)} for one batch of "
+            f"dense [batch_size, n_items={n_items:,}] float32 rows (every batch is padded to "
+            f"batch_size rows), more than the {avail}; expected batch_size at most the "
+            f"{n_examples:,} training examples"
+        )
 
 
 def training_record(result: TrainResult) -> dict[str, Any]:

@@ -64,11 +64,23 @@ def test_describe_sequences():
     data = SequenceDataset(np.array([0, 3, 5]), np.array([0, 2, 0, 1, 1]), 4)
     d = describe(data)
     assert (d["users"], d["items"], d["interactions"]) == (2, 4, 5)
-    assert d["density"] == 5 / 8
+    assert d["density"] == 3 / 8  # distinct (user, item) pairs: repeated events count once
     assert d["repeated_events"] == 2
     assert (d["user_length_min"], d["user_length_median"], d["user_length_max"]) == (2, 2.5, 3)
     assert (d["item_count_min"], d["item_count_max"]) == (0, 2)
     assert d["items_with_interactions"] == 3 and d["timestamps"] is False
+
+
+def test_density_counts_each_pair_once():
+    """Every line doubled on a 1-item catalogue used to give density 3.0 (5 events per cell in
+    the sequences; train, valid and test holding the same pair in the split)."""
+    seqs = SequenceDataset(np.array([0, 6]), np.zeros(6, np.int64), 1)
+    assert describe(seqs)["density"] == 1.0
+    split = seqs.leave_one_out().to_split()
+    d = describe(split)
+    assert d["interactions"] == 3 and d["density"] == 1.0
+    for part in ("train", "valid", "test"):
+        assert d[part]["density"] <= 1.0
 
 
 def test_describe_rejects_other_types():
