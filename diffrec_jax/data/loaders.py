@@ -35,6 +35,7 @@ import json
 import math
 import os
 import re
+import stat
 import zlib
 from pathlib import Path
 from typing import NamedTuple
@@ -57,10 +58,40 @@ _ASCII_WHITESPACE = (9, 10, 11, 12, 13, 28, 29, 30, 31, 32)
 # -- text tables ----------------------------------------------------------------------------------
 
 
+def regular_file(path: PathLike) -> Path:
+    """`path` if it names a regular file; a device such as /dev/zero, a FIFO or a socket would
+    be read forever or block.
+
+    Raises:
+      DataError: naming the file and what it is.
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as e:
+        raise DataError(
+            "cannot read file (file not found); expected a readable file", path=path
+        ) from e
+    except OSError as e:
+        raise DataError(
+            f"cannot read file ({e.strerror or e}); expected a readable file", path=path
+        ) from e
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a directory"
+            if stat.S_ISDIR(mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a device or socket"
+        )
+        raise DataError(f"is {kind}, not a regular file; expected a data file", path=path)
+    return path
+
+
 def _read_text(path: PathLike) -> str:
     """Reads a UTF-8 text file, with '\\r\\n' normalised to '\\n' and a leading BOM removed."""
     try:
-        raw = Path(path).read_bytes()
+        raw = regular_file(path).read_bytes()
     except OSError as e:
         raise DataError(
             f"cannot read file ({e.strerror or e}); expected a readable text file", path=path
@@ -529,6 +560,7 @@ def load_movielens(path: PathLike, *, format: str | None = None) -> InteractionL
 
 def _open_binary(path: Path):
     """The file's bytes, gzip-decompressed when the name ends in .gz."""
+    path = regular_file(path)
     return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
 
@@ -755,7 +787,7 @@ class DiffRecData(NamedTuple):
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """(shape, dtype, bytes of data present) from a .npy header, without reading the data."""
     fmt = np.lib.format
-    with open(path, "rb") as f:
+    with open(regular_file(path), "rb") as f:
         version = fmt.read_magic(f)
         if version == (1, 0):
             shape, _, dtype = fmt.read_array_header_1_0(f)

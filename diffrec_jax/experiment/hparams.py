@@ -8,6 +8,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from diffrec_jax import models as model_zoo
 from diffrec_jax.errors import ConfigError
 
@@ -118,6 +120,60 @@ def flag_targets(where: str, target: str | None, name: str, models: Sequence[str
                 f"expected one of {sorted(defaults)}"
             )
     return targets
+
+
+def check_grid(model: str, values: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """`values` (``{name: [v1, v2, ...]}`` of a configuration file) checked against the model's
+    defaults: every entry a non-empty list of values of the default's type (an int for a float
+    is accepted; a list or tuple for a sequence).
+
+    Raises:
+      ConfigError: naming ``hparams[model][name]``, the value and the expected type.
+    """
+    defaults = model_zoo.get(model).defaults
+    if not isinstance(values, Mapping):
+        raise ConfigError(
+            f"hparams[{model!r}]={values!r}; expected a mapping {{name: [values...]}}"
+        )
+    out = {}
+    for name, options in values.items():
+        where = f"hparams[{model!r}][{name!r}]"
+        if name not in defaults:
+            raise ConfigError(
+                f"{where}: model {model!r} has no hyperparameter {name!r}; expected one of "
+                f"{sorted(defaults)}"
+            )
+        if isinstance(options, str | bytes) or not isinstance(options, Sequence) or not options:
+            raise ConfigError(
+                f"{where}={options!r}; expected a non-empty list of values, "
+                f"e.g. [{defaults[name]!r}]"
+            )
+        for value in options:
+            _check_type(where, value, defaults[name])
+        out[name] = list(options)
+    return out
+
+
+def _check_type(where: str, value: Any, default: Any) -> None:
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool | np.bool_)
+    elif isinstance(default, int):
+        ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+            value, bool
+        )
+    elif isinstance(default, tuple | list):
+        ok = isinstance(value, tuple | list)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(
+            f"{where} holds {value!r} ({type(value).__name__}); expected a "
+            f"{type(default).__name__} like the default {default!r}"
+        )
 
 
 def grid(values: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:

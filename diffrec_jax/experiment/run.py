@@ -26,7 +26,7 @@ from diffrec_jax.errors import ConfigError
 from diffrec_jax.evaluation import Evaluator, SequenceEvaluator
 from diffrec_jax.experiment import configs
 from diffrec_jax.experiment.fitting import fit, model_inputs, selection
-from diffrec_jax.experiment.hparams import format_hparams, grid
+from diffrec_jax.experiment.hparams import check_grid, format_hparams, grid
 from diffrec_jax.experiment.results_files import summarize
 from diffrec_jax.metrics import metric_names
 from diffrec_jax.results import ensure_writable_dir, environment, write_json_atomic
@@ -178,7 +178,10 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
         raise ConfigError(
             f"--select_metric={config.select_metric!r}; expected one of {metric_names(config.ks)}"
         )
-    hp = {m: dict(config.hparams.get(m, {})) for m in config.models}
+    unknown = sorted(set(config.hparams) - set(config.models))
+    if unknown:
+        raise ConfigError(f"hparams given for {unknown}, which are not in --model")
+    hp = {m: check_grid(m, config.hparams.get(m, {})) for m in config.models}
     for name in config.models:  # every grid point's values, checked before loading the data
         spec = model_zoo.get(name)
         for values in grid(hp[name]) if hp[name] else ():

@@ -76,6 +76,7 @@ def run_plan(
     """
     config = plan.config.replace(**overrides) if overrides else plan.config
     check_batch_memory(config.batch_size, plan.source, data)
+    check_params_memory(plan.trainable, plan.source, data)
     evaluator = None if plan.evaluator is None else plan.evaluator(config)
     return train(
         plan.trainable,
@@ -112,6 +113,43 @@ def check_batch_memory(batch_size: int, source: BatchSource | None, data: Any) -
             f"dense [batch_size, n_items={n_items:,}] float32 rows (every batch is padded to "
             f"batch_size rows), more than the {avail}; expected batch_size at most the "
             f"{n_examples:,} training examples"
+        )
+
+
+PARAMS_COPIES = 5
+"""Copies of the parameters the loop holds at once: the parameters, the best ones, the
+gradients and Adam's two moments."""
+
+
+def check_params_memory(trainable: Trainable, source: BatchSource | None, data: Any) -> None:
+    """Refuses a model whose parameters (times :data:`PARAMS_COPIES`) would not fit in the
+    available memory, before anything is allocated (their shapes come from ``jax.eval_shape``
+    of ``trainable.init``: nothing is computed).
+
+    Raises:
+      ConfigError: naming the size of the parameters and the largest array.
+    """
+    if source is not None:
+        n_items = source.n_items
+    else:
+        shape = getattr(getattr(data, "train", None), "shape", None)
+        if shape is None:
+            return
+        n_items = shape[1]
+    shapes = jax.eval_shape(lambda key: trainable.init(key, int(n_items))[0], jax.random.key(0))
+    leaves = [(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize, x.shape)
+              for x in jax.tree.leaves(shapes)]  # fmt: skip
+    if not leaves:
+        return
+    nbytes = float(sum(n for n, _ in leaves)) * PARAMS_COPIES
+    too_big, avail = guards.exceeds_memory(nbytes)
+    if too_big:
+        largest = max(leaves, key=lambda leaf: leaf[0])[1]
+        raise ConfigError(
+            f"the model's parameters take {guards.format_bytes(nbytes / PARAMS_COPIES)} (largest "
+            f"array {tuple(largest)}), {guards.format_bytes(nbytes)} with the gradients, the "
+            f"best copy and the optimiser's state: more than the {avail}; expected smaller "
+            "layer sizes (e.g. dims, factors, d)"
         )
 
 
