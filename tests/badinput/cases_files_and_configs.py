@@ -95,3 +95,36 @@ CASES: list[Case] = [
         flags=("--model=multvae", "--hp=dims=[100000000]"),
     ),
 ]
+
+
+def _short_histories(tmp: Path) -> Path:
+    """40 users with 3 interactions each: the default random split gives no validation item."""
+    rows = [f"{u},{(u + k) % 30}" for u in range(40) for k in range(3)]
+    path = tmp / "short.csv"
+    path.write_text("u,i\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def _run_on(models: tuple[str, ...], hp: dict | None = None) -> Any:
+    def call(tmp: Path, target: Path) -> Any:
+        config = RunConfig(
+            models=models,
+            dataset=f"csv:{target}",
+            dataset_options=CSV,
+            hparams=hp or {},
+            output_dir=str(tmp / "out"),
+        )
+        return run(config, progress=lambda line: None)
+
+    return call
+
+
+CASES += [
+    Case(
+        "run-empty-validation-split",
+        ConfigError,
+        ("no user has a validation item", "nothing can be selected"),
+        _short_histories,
+        _run_on(("ease",), {"ease": {"lam": [1.0, 10.0]}}),
+    ),
+]

@@ -22,6 +22,7 @@ from diffrec_jax.protocol import FitData, Trainable, mean_over_rows
 from diffrec_jax.train import plan as train_plan
 from diffrec_jax.tuning import (
     StudyConfig,
+    best_trial,
     refit_and_test,
     run_study,
     train_plus_valid,
@@ -422,3 +423,16 @@ def test_trained_model_early_stops_on_valid_and_refits_for_the_best_epoch(split,
     assert final["training"]["epochs"] == best_epoch and final["training"]["best_epoch"] is None
     again = refit_and_test(split, config, study, refit="train")
     assert again["valid"]["NDCG@20"] == pytest.approx(study["best"]["value"], rel=1e-5)
+
+
+def test_a_nan_trial_is_never_chosen():
+    """A NaN (or infinite) value, e.g. from an edited study file, never wins."""
+    trials = [
+        {"index": 0, "value": float("nan")},
+        {"index": 1, "value": 0.2},
+        {"index": 2, "value": float("inf")},
+        {"index": 3, "value": 0.3},
+        {"index": 4, "value": None},
+    ]
+    assert best_trial(trials)["index"] == 3
+    assert best_trial([{"index": 0, "value": float("nan")}]) is None
