@@ -292,6 +292,35 @@ def _name_from_source(source: str) -> str:
     return p.parent.name if p.stem == "sequences" and p.parent.name else p.stem
 
 
+def left_padded(data: SequenceDataset, max_len: int, *, drop_last: int = 0) -> np.ndarray:
+    """The most recent `max_len` items of every sequence, left-padded (model input histories).
+
+    Args:
+      data: the sequences.
+      max_len: history length L.
+      drop_last: leave out the last `drop_last` items of every sequence first.
+
+    Returns:
+      [n_users, max_len] int32, oldest first, padded with ``data.n_items``.
+
+    Raises:
+      ConfigError: max_len < 1, or `drop_last` longer than a sequence.
+    """
+    if int(max_len) < 1:
+        raise ConfigError(f"max_len={max_len}; expected a positive integer")
+    ends = data.offsets[1:] - drop_last
+    if np.any(ends < data.offsets[:-1]):
+        raise ConfigError(f"drop_last={drop_last} is longer than the shortest sequence")
+    starts = np.maximum(data.offsets[:-1], ends - max_len)
+    lengths = ends - starts
+    out = np.full((data.n_users, max_len), data.n_items, np.int32)
+    rows = np.repeat(np.arange(data.n_users), lengths)
+    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    cols = max_len - np.repeat(lengths, lengths) + within
+    out[rows, cols] = data.items[np.repeat(starts, lengths) + within]
+    return out
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class SequenceSplit:
     """A leave-one-out split of sequences.
@@ -339,18 +368,7 @@ class SequenceSplit:
         """
         if part not in ("valid", "test"):
             raise ConfigError(f"part={part!r}; expected 'valid' or 'test'")
-        if int(max_len) < 1:
-            raise ConfigError(f"max_len={max_len}; expected a positive integer")
-        seq = self.sequences
-        ends = seq.offsets[1:] - (2 if part == "valid" else 1)
-        starts = np.maximum(seq.offsets[:-1], ends - max_len)
-        lengths = ends - starts
-        out = np.full((seq.n_users, max_len), self.pad_value, np.int32)
-        rows = np.repeat(np.arange(seq.n_users), lengths)
-        within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        cols = max_len - np.repeat(lengths, lengths) + within
-        out[rows, cols] = seq.items[np.repeat(starts, lengths) + within]
-        return out
+        return left_padded(self.sequences, max_len, drop_last=2 if part == "valid" else 1)
 
     def to_split(self, name: str | None = None) -> Split:
         """The interaction :class:`Split` for user-vector models.

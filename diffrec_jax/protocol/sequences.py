@@ -29,7 +29,7 @@ from typing import Any, Generic, NamedTuple
 
 import numpy as np
 
-from diffrec_jax.data.sequences import SequenceDataset, SequenceSplit
+from diffrec_jax.data.sequences import SequenceDataset, SequenceSplit, left_padded
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.protocol.types import ArrayT
 
@@ -81,29 +81,9 @@ class SeqFitData(NamedTuple):
 
 
 def left_pad(data: SequenceDataset, max_len: int, *, drop_last: int = 0) -> np.ndarray:
-    """The most recent `max_len` items of every sequence, left-padded.
-
-    Args:
-      data: the sequences.
-      max_len: history length L.
-      drop_last: leave out the last `drop_last` items of every sequence first.
-
-    Returns:
-      [n_users, max_len] int32, oldest first, padded with ``data.n_items``.
-    """
-    if int(max_len) < 1:
-        raise ConfigError(f"max_len={max_len}; expected a positive integer")
-    ends = data.offsets[1:] - drop_last
-    if np.any(ends < data.offsets[:-1]):
-        raise ConfigError(f"drop_last={drop_last} is longer than the shortest sequence")
-    starts = np.maximum(data.offsets[:-1], ends - max_len)
-    lengths = ends - starts
-    out = np.full((data.n_users, max_len), data.n_items, np.int32)
-    rows = np.repeat(np.arange(data.n_users), lengths)
-    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    cols = max_len - np.repeat(lengths, lengths) + within
-    out[rows, cols] = data.items[np.repeat(starts, lengths) + within]
-    return out
+    """[n_users, max_len] int32 histories, oldest first, padded with ``data.n_items``
+    (:func:`diffrec_jax.data.sequences.left_padded`)."""
+    return left_padded(data, max_len, drop_last=drop_last)
 
 
 class SeqExamples(NamedTuple):
