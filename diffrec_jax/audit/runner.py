@@ -63,7 +63,14 @@ from diffrec_jax.audit.config import AuditConfig
 from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.data.sequences import SequenceSplit
 from diffrec_jax.errors import ConfigError, DataError, DiffrecError
-from diffrec_jax.experiment import ModelInputs, fit, model_inputs, summarize, without_history
+from diffrec_jax.experiment import (
+    ModelInputs,
+    dataset_record,
+    fit,
+    model_inputs,
+    summarize,
+    without_history,
+)
 from diffrec_jax.protocol import FitData, SeqFitData, exported
 from diffrec_jax.results import ensure_writable_dir, environment, to_jsonable
 from diffrec_jax.tuning import space as spaces
@@ -617,12 +624,7 @@ def run_audit(
         "format": "diffrec_jax.audit/1",
         "config": to_jsonable(dataclasses.asdict(config)),
         "command": command,
-        "dataset": {
-            "name": split.name,
-            "spec": config.dataset,
-            "stats": dataset.stats,
-            "history": list(split.history),
-        },
+        "dataset": dataset_record(config.dataset, dataset),
         "evaluation": {
             "ks": list(config.ks),
             "convention": config.convention,

@@ -29,6 +29,7 @@ from diffrec_jax.experiment.hparams import (
 )
 from diffrec_jax.experiment.results_files import (
     check_merge_output,
+    dataset_record,
     format_table,
     merge_results,
     read_results,
@@ -37,6 +38,7 @@ from diffrec_jax.experiment.results_files import (
 from diffrec_jax.experiment.run import RunConfig, check_ks, load_config, results_name, run
 
 __all__ = [
+    "dataset_record",
     "Fitted",
     "ModelInputs",
     "RunConfig",

@@ -14,6 +14,20 @@ from diffrec_jax.errors import ConfigError
 from diffrec_jax.results import environment, text_table
 
 
+def dataset_record(spec: str, dataset: Any, load_seconds: float | None = None) -> dict[str, Any]:
+    """The ``dataset`` block of a results file: the split's name, the dataset spec as given, its
+    statistics and history, and (when measured) the seconds it took to load."""
+    record = {
+        "name": dataset.split.name,
+        "spec": spec,
+        "stats": dataset.stats,
+        "history": list(dataset.split.history),
+    }
+    if load_seconds is not None:
+        record["load_seconds"] = load_seconds
+    return record
+
+
 def summarize(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Mean and standard deviation (ddof=1; 0 for one seed) over seeds, per model and metric."""
     out = []

@@ -27,7 +27,7 @@ from diffrec_jax.evaluation import Evaluator, SequenceEvaluator
 from diffrec_jax.experiment import configs
 from diffrec_jax.experiment.fitting import fit, model_inputs, selection
 from diffrec_jax.experiment.hparams import check_grid, format_hparams, grid
-from diffrec_jax.experiment.results_files import summarize
+from diffrec_jax.experiment.results_files import dataset_record, summarize
 from diffrec_jax.metrics import metric_names
 from diffrec_jax.results import ensure_writable_dir, environment, write_json_atomic
 from diffrec_jax.seeds import check_seed
@@ -289,13 +289,7 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
 
     results = {
         "config": dataclasses.asdict(config),
-        "dataset": {
-            "name": split.name,
-            "spec": config.dataset,
-            "stats": dataset.stats,
-            "history": list(split.history),
-            "load_seconds": load_time,
-        },
+        "dataset": dataset_record(config.dataset, dataset, load_time),
         "evaluation": {
             "ks": list(config.ks),
             "convention": config.convention,

@@ -22,7 +22,14 @@ from diffrec_jax.data.datasets import load_dataset
 from diffrec_jax.data.sequences import SequenceSplit
 from diffrec_jax.data.split import Split
 from diffrec_jax.errors import ConfigError
-from diffrec_jax.experiment import check_ks, check_once, flag_targets, parse_value, split_top_level
+from diffrec_jax.experiment import (
+    check_ks,
+    check_once,
+    dataset_record,
+    flag_targets,
+    parse_value,
+    split_top_level,
+)
 from diffrec_jax.protocol import FitData, SeqFitData
 from diffrec_jax.results import ensure_writable_dir, environment, text_table, write_json_atomic
 from diffrec_jax.seeds import check_seed
@@ -178,13 +185,7 @@ def tune(
     )
     results = {
         "config": dataclasses.asdict(config),
-        "dataset": {
-            "name": split.name,
-            "spec": config.dataset,
-            "stats": dataset.stats,
-            "history": list(split.history),
-            "load_seconds": load_seconds,
-        },
+        "dataset": dataset_record(config.dataset, dataset, load_seconds),
         "evaluation": {
             "ks": list(config.ks),
             "convention": config.convention,
