@@ -18,37 +18,17 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from train_toy_model import toy_autoencoder, toy_data
+from train_toy_model import RESUME_CONFIG, assert_trees_equal, toy_autoencoder, toy_data, trajectory
 
 from diffrec_jax.errors import CheckpointError, DiffrecError
-from diffrec_jax.train import TrainConfig, TrainingDiverged, train
+from diffrec_jax.train import TrainingDiverged, train
 from diffrec_jax.train.checkpoint import Checkpointer, array_checksums
 
 # orbax leaves the reads it cancels after a failed one to be garbage-collected, which reports
 # them as unraisable exceptions; the failure itself is what these tests check.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
-# 50 users in batches of 16: 4 steps per epoch.
-CONFIG = TrainConfig(
-    batch_size=16,
-    max_epochs=4,
-    eval_every=1,
-    patience=None,
-    seed=8,
-    eval_batch_size=16,
-    checkpoint_every=1,
-    keep_checkpoints=5,
-)
-
-
-def assert_trees_equal(a, b):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
-def trajectory(result):
-    return [(r.epoch, r.loss, r.metrics, r.aux) for r in result.history]
+CONFIG = RESUME_CONFIG
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import jax
-import numpy as np
 import pytest
-from train_toy_model import toy_autoencoder, toy_data
+from train_toy_model import assert_trees_equal, toy_autoencoder, toy_data, trajectory
 
 from diffrec_jax.errors import ConfigError
 from diffrec_jax.train import TrainConfig, train
@@ -32,16 +30,6 @@ def interrupt_after(epoch):
             raise Interrupt
 
     return on_epoch
-
-
-def assert_trees_equal(a, b):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
-def trajectory(result):
-    return [(r.epoch, r.loss, r.metrics, r.aux) for r in result.history]
 
 
 @pytest.fixture(scope="module")

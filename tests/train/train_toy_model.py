@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from diffrec_jax.data.interactions import InteractionMatrix
 from diffrec_jax.protocol import FitData, Trainable, mean_over_rows, row_weights
+from diffrec_jax.train import TrainConfig
 
 
 @jax.custom_vjp
@@ -105,3 +106,31 @@ def toy_data(n_users: int = 50, n_items: int = 80, density: float = 0.2, seed: i
         return InteractionMatrix(sp.csr_array(m.astype(np.float32)))
 
     return FitData(matrix(train), matrix(valid))
+
+
+# -- helpers of the checkpoint and fault tests --------------------------------------------------
+
+RESUME_CONFIG = TrainConfig(
+    batch_size=16,
+    max_epochs=4,
+    eval_every=1,
+    patience=None,
+    seed=8,
+    eval_batch_size=16,
+    checkpoint_every=1,
+    keep_checkpoints=5,
+)
+"""50 toy users in batches of 16: 4 steps per epoch (steps 0-3 are epoch 1, 4-7 epoch 2, ...),
+validated and checkpointed after every epoch, every checkpoint kept."""
+
+
+def assert_trees_equal(a, b) -> None:
+    """Same structure and bitwise-equal leaves."""
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def trajectory(result) -> list:
+    """(epoch, loss, validation metrics, aux) of every epoch of a TrainResult."""
+    return [(r.epoch, r.loss, r.metrics, r.aux) for r in result.history]
