@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from absl import flags
 
 from diffrec_jax.errors import ConfigError, DiffrecError
+from diffrec_jax.experiment import check_distinct
 from diffrec_jax.seeds import check_seed
 
 DATASET_HELP = (
@@ -151,16 +152,6 @@ def int_list(values: Sequence[str], name: str, *, positive: bool = False) -> tup
     return out
 
 
-def distinct(values: Sequence[Any], name: str, what: str) -> None:
-    """ConfigError naming ``--name`` and the first value `values` lists twice."""
-    repeated = [v for k, v in enumerate(values) if v in values[:k]]
-    if repeated:
-        raise ConfigError(
-            f"--{name}={','.join(map(str, values))} lists {what} {repeated[0]!r} more than "
-            f"once; expected each {what} once"
-        )
-
-
 def seed_list(values: Sequence[str], name: str = "seeds") -> tuple[int, ...]:
     """A seed list flag (``--seeds=1,2,3``): distinct integers in [0, 2**32), checked with
     :func:`diffrec_jax.seeds.check_seed`; a ConfigError names ``--name`` otherwise (however
@@ -168,7 +159,7 @@ def seed_list(values: Sequence[str], name: str = "seeds") -> tuple[int, ...]:
     out = int_list(values, name)
     for seed in out:
         check_seed(seed, f"--{name}")
-    distinct(out, name, "seed")
+    check_distinct(out, f"--{name}", "seed")
     return out
 
 
@@ -197,7 +188,7 @@ def check_ks(values: Sequence[str], name: str = "ks") -> tuple[int, ...]:
     """The metric cutoffs of ``--ks``: positive, distinct integers. A cutoff above the number
     of items is refused once the data is loaded (:func:`diffrec_jax.experiment.check_ks`)."""
     ks = int_list(values, name, positive=True)
-    distinct(ks, name, "cutoff")
+    check_distinct(ks, f"--{name}", "cutoff")
     return ks
 
 

@@ -19,6 +19,7 @@ from diffrec_jax.experiment.fitting import (
     without_history,
 )
 from diffrec_jax.experiment.hparams import (
+    check_distinct,
     check_once,
     flag_targets,
     format_hparams,
@@ -38,6 +39,7 @@ from diffrec_jax.experiment.results_files import (
 from diffrec_jax.experiment.run import RunConfig, check_ks, load_config, results_name, run
 
 __all__ = [
+    "check_distinct",
     "dataset_record",
     "Fitted",
     "ModelInputs",

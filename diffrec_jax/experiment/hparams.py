@@ -176,6 +176,17 @@ def _check_type(where: str, value: Any, default: Any) -> None:
         )
 
 
+def check_distinct(values: Sequence[Any], flag: str, what: str) -> None:
+    """ConfigError naming `flag` and the first of `values` (models, seeds, cutoffs) listed
+    twice."""
+    repeated = [v for k, v in enumerate(values) if v in values[:k]]
+    if repeated:
+        raise ConfigError(
+            f"{flag}={','.join(map(str, values))} lists {what} {repeated[0]!r} more than once; "
+            f"expected each {what} once"
+        )
+
+
 def grid(values: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Cartesian product of hyperparameter values, in a stable order."""
     names = sorted(values)

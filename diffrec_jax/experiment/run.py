@@ -26,7 +26,7 @@ from diffrec_jax.errors import ConfigError
 from diffrec_jax.evaluation import Evaluator, SequenceEvaluator
 from diffrec_jax.experiment import configs
 from diffrec_jax.experiment.fitting import fit, model_inputs, selection
-from diffrec_jax.experiment.hparams import check_grid, format_hparams, grid
+from diffrec_jax.experiment.hparams import check_distinct, check_grid, format_hparams, grid
 from diffrec_jax.experiment.results_files import dataset_record, summarize
 from diffrec_jax.metrics import metric_names
 from diffrec_jax.results import ensure_writable_dir, environment, write_json_atomic
@@ -113,21 +113,12 @@ def check_ks(ks: Sequence[int], n_items: int | None = None, flag: str = "--ks") 
     for k in ks:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise ConfigError(f"{flag}={listed}: expected positive integer cutoffs")
-    _check_distinct(ks, flag, "cutoff")
+    check_distinct(ks, flag, "cutoff")
     too_large = [k for k in ks if n_items is not None and k > n_items]
     if too_large:
         raise ConfigError(
             f"{flag}={listed}: cutoff {too_large[0]} is above the dataset's "
             f"n_items={n_items}; expected cutoffs <= n_items"
-        )
-
-
-def _check_distinct(values: Sequence[Any], flag: str, what: str) -> None:
-    repeated = [v for k, v in enumerate(values) if v in values[:k]]
-    if repeated:
-        raise ConfigError(
-            f"{flag}={','.join(map(str, values))} lists {what} {repeated[0]!r} more than once; "
-            f"expected each {what} once"
         )
 
 
@@ -160,12 +151,12 @@ def run(config: RunConfig, *, progress: Any = print) -> tuple[dict[str, Any], Pa
         raise ConfigError("--model is empty; expected at least one model name")
     for name in config.models:
         model_zoo.get(name)  # fail fast on unknown names
-    _check_distinct(config.models, "--model", "model")
+    check_distinct(config.models, "--model", "model")
     if not config.seeds:
         raise ConfigError("--seeds is empty; expected at least one seed")
     for seed in config.seeds:
         check_seed(seed, "--seeds")
-    _check_distinct(config.seeds, "--seeds", "seed")
+    check_distinct(config.seeds, "--seeds", "seed")
     check_seed(config.data_seed, "--data_seed")
     check_ks(config.ks)
     sequential = [n for n in config.models if model_zoo.get(n).input == "sequences"]
