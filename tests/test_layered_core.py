@@ -300,3 +300,16 @@ def test_training_hyperparameters_are_checked_when_the_model_is_built(name, bad)
 def test_audit_configs_check_their_seeds(field, value):
     with pytest.raises(ConfigError, match=field):
         AuditConfig(**{field: value}).check()
+
+
+def test_register_get_and_unregister_a_user_model():
+    spec = dataclasses.replace(models.get("ease"), name="my_ease")
+    try:
+        assert models.register(spec) is spec and models.get("my_ease") is spec
+        assert "my_ease" in models.available()
+        models.register(dataclasses.replace(spec, defaults={"lam": 7.0}), replace=True)
+        assert models.get("my_ease").defaults == {"lam": 7.0}
+    finally:
+        models.unregister("my_ease")
+    with pytest.raises(ConfigError, match="unknown model 'my_ease'"):
+        models.get("my_ease")
